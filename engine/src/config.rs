@@ -1,0 +1,343 @@
+//! Job configuration: the `[job]` table and the `[kafka]` table of raw librdkafka keys.
+//!
+//! ```toml
+//! [job]
+//! input_topic = "visits"
+//! output_topic = "processed_visits"
+//! group_id = "tidewatch"
+//! epoch_interval = "1s"
+//! start_from = "earliest"      # where to start a partition the group has no offset for
+//!
+//! [kafka]                      # any librdkafka key, shared by consumer and producer
+//! "bootstrap.servers" = "127.0.0.1:9092"
+//! [kafka.consumer]             # consumer-only keys
+//! "fetch.min.bytes" = 1
+//! [kafka.producer]             # producer-only keys
+//! "linger.ms" = 5
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{EngineError, Result};
+
+/// Where a partition starts when the consumer group has no committed offset for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartFrom {
+    /// The oldest offset still in the partition.
+    #[default]
+    Earliest,
+    /// The high watermark: only records produced from now on.
+    Latest,
+}
+
+impl std::str::FromStr for StartFrom {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "earliest" => Ok(StartFrom::Earliest),
+            "latest" => Ok(StartFrom::Latest),
+            other => Err(format!("expected `earliest` or `latest`, got `{other}`")),
+        }
+    }
+}
+
+/// The `[job]` table: what to copy where, and how time advances.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobConfig {
+    /// Topic read by the job.
+    pub input_topic: String,
+    /// Topic written by the job, with the same partition numbers as the input.
+    pub output_topic: String,
+    /// Consumer group under which offsets are committed.
+    pub group_id: String,
+    /// Length of a processing-time epoch.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub epoch_interval: Duration,
+    /// Start of partitions without a committed offset.
+    pub start_from: StartFrom,
+    /// Read up to the high watermarks seen at start, then stop.
+    pub until_end: bool,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        JobConfig {
+            input_topic: "visits".to_owned(),
+            output_topic: "processed_visits".to_owned(),
+            group_id: "tidewatch".to_owned(),
+            epoch_interval: Duration::from_secs(1),
+            start_from: StartFrom::Earliest,
+            until_end: false,
+        }
+    }
+}
+
+impl JobConfig {
+    /// The epoch interval in milliseconds (at least 1).
+    pub fn epoch_ms(&self) -> u64 {
+        u64::try_from(self.epoch_interval.as_millis()).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// Checks values that parse but make no sense, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, message: &str| Err(EngineError::Config { key: key.to_owned(), message: message.to_owned() });
+        if self.input_topic.is_empty() {
+            return bad("job.input_topic", "expected a topic name, got an empty string");
+        }
+        if self.output_topic.is_empty() {
+            return bad("job.output_topic", "expected a topic name, got an empty string");
+        }
+        if self.input_topic == self.output_topic {
+            return bad("job.output_topic", "must differ from job.input_topic (the job would copy its own output forever)");
+        }
+        if self.group_id.is_empty() {
+            return bad("job.group_id", "expected a consumer group id, got an empty string");
+        }
+        if self.epoch_interval < Duration::from_millis(1) {
+            return bad("job.epoch_interval", "expected at least 1ms");
+        }
+        Ok(())
+    }
+}
+
+/// Parses a duration written for humans (`"1s"`, `"250ms"`, `"5m"`).
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("expected a duration such as `1s` or `250ms`, got `{text}` ({e})"))
+}
+
+fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// Keys the engine sets itself on its consumer; a user value for them would break delivery guarantees.
+const OWNED_CONSUMER_KEYS: &[(&str, &str)] = &[
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    ("enable.partition.eof", "true"),
+];
+
+/// The `[kafka]` table: raw librdkafka keys for both clients, plus `[kafka.consumer]`
+/// and `[kafka.producer]` for one side only. Values may be strings, numbers or booleans.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// Keys for every client.
+    pub common: BTreeMap<String, String>,
+    /// Keys for the source's consumers (and the watermark monitor).
+    pub consumer: BTreeMap<String, String>,
+    /// Keys for the sink's producers.
+    pub producer: BTreeMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for KafkaConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        let table = BTreeMap::<String, toml::Value>::deserialize(d)?;
+        let mut config = KafkaConfig::default();
+        for (key, value) in table {
+            match (key.as_str(), value) {
+                ("consumer", toml::Value::Table(t)) => config.consumer = scalar_table(t, "kafka.consumer").map_err(D::Error::custom)?,
+                ("producer", toml::Value::Table(t)) => config.producer = scalar_table(t, "kafka.producer").map_err(D::Error::custom)?,
+                (_, value) => {
+                    let text = scalar(&value).ok_or_else(|| D::Error::custom(format!("kafka.{key}: expected a string, number or boolean")))?;
+                    config.common.insert(key, text);
+                }
+            }
+        }
+        Ok(config)
+    }
+}
+
+fn scalar(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn scalar_table(table: toml::Table, prefix: &str) -> std::result::Result<BTreeMap<String, String>, String> {
+    table
+        .into_iter()
+        .map(|(k, v)| scalar(&v).map(|s| (k.clone(), s)).ok_or_else(|| format!("{prefix}.{k}: expected a string, number or boolean")))
+        .collect()
+}
+
+impl KafkaConfig {
+    /// The bootstrap servers, or the local default.
+    pub fn brokers(&self) -> &str {
+        self.common.get("bootstrap.servers").map_or("127.0.0.1:9092", String::as_str)
+    }
+
+    /// Sets a key for both clients (as `-X key=value` does on the command line).
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.common.insert(key.into(), value.into());
+    }
+
+    /// The consumer's configuration: defaults, then the user's keys, then the keys the
+    /// engine owns (offsets are committed by the engine, never by librdkafka on its own).
+    pub fn consumer_config(&self, group_id: &str) -> Result<ClientConfig> {
+        for (key, value) in self.common.iter().chain(&self.consumer) {
+            if let Some((_, owned)) = OWNED_CONSUMER_KEYS.iter().find(|(k, _)| k == key) {
+                if value != owned {
+                    return Err(EngineError::Config {
+                        key: format!("kafka.{key}"),
+                        message: format!("is managed by tidewatch (must be {owned}): offsets are committed only after delivery"),
+                    });
+                }
+            }
+        }
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.brokers()).set("group.id", group_id);
+        self.apply(&mut config, &self.consumer);
+        for (key, value) in OWNED_CONSUMER_KEYS {
+            config.set(*key, *value);
+        }
+        check(&config, "consumer")?;
+        Ok(config)
+    }
+
+    /// The producer's configuration: idempotent by default, so retries keep the order
+    /// within a partition; the user's keys win.
+    pub fn producer_config(&self) -> Result<ClientConfig> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", self.brokers())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "1000000");
+        self.apply(&mut config, &self.producer);
+        check(&config, "producer")?;
+        Ok(config)
+    }
+
+    /// A plain client for metadata and watermark requests (no group).
+    pub fn metadata_config(&self) -> Result<ClientConfig> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.brokers());
+        self.apply(&mut config, &self.consumer);
+        check(&config, "consumer")?;
+        Ok(config)
+    }
+
+    fn apply(&self, config: &mut ClientConfig, side: &BTreeMap<String, String>) {
+        for (key, value) in self.common.iter().chain(side) {
+            config.set(key, value);
+        }
+    }
+}
+
+/// Lets librdkafka itself judge every key and value, and names the key it rejects.
+fn check(config: &ClientConfig, side: &str) -> Result<()> {
+    match config.create_native_config() {
+        Ok(_) => Ok(()),
+        Err(rdkafka::error::KafkaError::ClientConfig(_, description, key, value)) => Err(EngineError::Config {
+            key: format!("kafka.{key}"),
+            message: format!("librdkafka rejects `{value}` for the {side}: {description}"),
+        }),
+        Err(other) => Err(EngineError::Config { key: "kafka".to_owned(), message: other.to_string() }),
+    }
+}
+
+/// Deserializes a TOML document into `T`, naming the full key path of any error
+/// (`job.epoch_interval: expected a duration ...`).
+pub fn from_toml_str<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
+    let deserializer = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.message().to_owned();
+        if key == "." || key.is_empty() {
+            EngineError::ConfigFile { path: origin.to_owned(), message: inner.to_string() }
+        } else {
+            EngineError::Config { key, message }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        job: JobConfig,
+        #[serde(default)]
+        kafka: KafkaConfig,
+    }
+
+    #[test]
+    fn parses_a_full_file() {
+        let file: File = from_toml_str(
+            r#"
+            [job]
+            input_topic = "a"
+            output_topic = "b"
+            epoch_interval = "250ms"
+            start_from = "latest"
+            [kafka]
+            "bootstrap.servers" = "127.0.0.1:1234"
+            "socket.timeout.ms" = 5000
+            [kafka.producer]
+            "linger.ms" = 1
+            "#,
+            "test",
+        )
+        .expect("valid config");
+        assert_eq!(file.job.epoch_ms(), 250);
+        assert_eq!(file.job.start_from, StartFrom::Latest);
+        assert_eq!(file.kafka.brokers(), "127.0.0.1:1234");
+        assert_eq!(file.kafka.common.get("socket.timeout.ms").map(String::as_str), Some("5000"));
+        assert_eq!(file.kafka.producer.get("linger.ms").map(String::as_str), Some("1"));
+        file.kafka.producer_config().expect("producer config");
+        file.kafka.consumer_config("g").expect("consumer config");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_by_name() {
+        let err = from_toml_str::<File>("[job]\ninput_topik = \"x\"\n", "test").expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.contains("job") && text.contains("input_topik"), "{text}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let err = from_toml_str::<File>("[job]\nepoch_interval = \"soon\"\n", "test").expect_err("bad duration");
+        let text = err.to_string();
+        assert!(text.contains("job.epoch_interval") && text.contains("soon"), "{text}");
+    }
+
+    #[test]
+    fn unknown_librdkafka_key_is_rejected_by_name() {
+        let mut kafka = KafkaConfig::default();
+        kafka.set("no.such.key", "1");
+        let text = kafka.producer_config().expect_err("unknown key").to_string();
+        assert!(text.contains("kafka.no.such.key"), "{text}");
+    }
+
+    #[test]
+    fn engine_owned_keys_cannot_be_overridden() {
+        let mut kafka = KafkaConfig::default();
+        kafka.set("enable.auto.commit", "true");
+        let text = kafka.consumer_config("g").expect_err("owned key").to_string();
+        assert!(text.contains("kafka.enable.auto.commit"), "{text}");
+    }
+
+    #[test]
+    fn same_input_and_output_topic_is_rejected() {
+        let job = JobConfig { output_topic: "visits".into(), ..JobConfig::default() };
+        let text = job.validate().expect_err("loop").to_string();
+        assert!(text.contains("job.output_topic"), "{text}");
+    }
+}

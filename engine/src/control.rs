@@ -1,0 +1,119 @@
+//! Shared state of a running job within one process: stop requests, a fatal error
+//! slot, and the live counters that progress lines, metrics and tests read.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::error::EngineError;
+
+/// Stop flag and fatal error of a job, shared by its workers and the main thread.
+#[derive(Debug, Default)]
+pub struct JobControl {
+    stop: AtomicBool,
+    failure: Mutex<Option<EngineError>>,
+    failed: AtomicBool,
+    /// Live counters of this process.
+    pub metrics: JobMetrics,
+}
+
+impl JobControl {
+    /// A fresh control block, shared as an `Arc`.
+    pub fn new() -> Arc<JobControl> {
+        Arc::new(JobControl::default())
+    }
+
+    /// Asks the sources to close their epoch and stop; the job then flushes, commits and ends.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// Whether a stop was requested.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Records a fatal error (the first one wins) and asks everything to stop.
+    pub fn fail(&self, error: EngineError) {
+        tracing::error!(%error, "job failed");
+        let mut slot = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(error);
+        }
+        self.failed.store(true, Ordering::Release);
+        self.request_stop();
+    }
+
+    /// Whether a fatal error was recorded.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Takes the fatal error, if any.
+    pub fn take_failure(&self) -> Option<EngineError> {
+        self.failure.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// Counters of one process, updated by its workers.
+#[derive(Debug, Default)]
+pub struct JobMetrics {
+    /// Records read from the input topic.
+    pub records_in: AtomicU64,
+    /// Bytes (key + value + headers) read from the input topic.
+    pub bytes_in: AtomicU64,
+    /// Records handed to the producer.
+    pub records_out: AtomicU64,
+    /// Records acknowledged by the output broker.
+    pub records_delivered: AtomicU64,
+    /// Epochs whose offsets were committed.
+    pub commits: AtomicU64,
+    /// Next offset to read per input partition owned by this process (updated per epoch).
+    positions: Mutex<BTreeMap<i32, i64>>,
+    /// Low and high watermark per input partition, from the watermark monitor.
+    watermarks: Mutex<BTreeMap<i32, (i64, i64)>>,
+}
+
+impl JobMetrics {
+    /// Adds to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Records the positions of some partitions.
+    pub fn set_positions(&self, positions: impl IntoIterator<Item = (i32, i64)>) {
+        let mut map = self.positions.lock().unwrap_or_else(PoisonError::into_inner);
+        map.extend(positions);
+    }
+
+    /// Positions per partition owned by this process.
+    pub fn positions(&self) -> BTreeMap<i32, i64> {
+        self.positions.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Records freshly fetched watermarks.
+    pub fn set_watermarks(&self, watermarks: impl IntoIterator<Item = (i32, (i64, i64))>) {
+        let mut map = self.watermarks.lock().unwrap_or_else(PoisonError::into_inner);
+        map.extend(watermarks);
+    }
+
+    /// The last watermarks fetched, per partition.
+    pub fn watermarks(&self) -> BTreeMap<i32, (i64, i64)> {
+        self.watermarks.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Offset lag per partition owned by this process: high watermark minus position,
+    /// never negative; partitions without a known watermark or position are left out.
+    pub fn lag(&self) -> BTreeMap<i32, i64> {
+        let watermarks = self.watermarks();
+        self.positions()
+            .into_iter()
+            .filter_map(|(p, pos)| watermarks.get(&p).map(|(_, high)| (p, (high - pos).max(0))))
+            .collect()
+    }
+}

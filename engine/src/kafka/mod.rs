@@ -1,0 +1,12 @@
+//! Kafka connectors: the partition plan, the source, the sink, the offset commit and
+//! the watermark monitor. The only module of tidewatch that holds rdkafka handles.
+
+pub mod commit;
+pub mod plan;
+pub mod sink;
+pub mod source;
+pub mod watermarks;
+
+pub use plan::TopicPlan;
+pub use sink::{Delivered, KafkaSink};
+pub use source::{KafkaSource, SourceHandle};

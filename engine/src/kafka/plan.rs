@@ -1,0 +1,98 @@
+//! The partition plan of a job, resolved once per process on its main thread before
+//! any worker starts: which partitions exist, where each starts, where `--until-end` stops.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::{JobConfig, KafkaConfig, StartFrom};
+use crate::error::{EngineError, Result};
+
+/// How long a metadata, committed-offset or watermark request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The partitions of the input topic and where the job reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPlan {
+    /// Input topic.
+    pub topic: String,
+    /// Partition ids, sorted.
+    pub partitions: Vec<i32>,
+    /// First offset to read per partition (the group's committed offset, else per `start_from`).
+    pub start: BTreeMap<i32, i64>,
+    /// High watermark per partition when the plan was made (the stop line of `--until-end`).
+    pub end: BTreeMap<i32, i64>,
+}
+
+impl TopicPlan {
+    /// Asks the brokers for the input topic's partitions, the group's committed offsets
+    /// and the watermarks; checks that the output topic exists too.
+    pub fn resolve(job: &JobConfig, kafka: &KafkaConfig) -> Result<TopicPlan> {
+        let brokers = kafka.brokers().to_owned();
+        let consumer: BaseConsumer = kafka
+            .consumer_config(&job.group_id)?
+            .create()
+            .map_err(|e| EngineError::kafka(&brokers, "creating the planning consumer", e))?;
+        let partitions = topic_partitions(&consumer, &job.input_topic, &brokers)?;
+        let output_partitions = topic_partitions(&consumer, &job.output_topic, &brokers)?;
+        if let Some(missing) = partitions.iter().find(|p| !output_partitions.contains(p)) {
+            return Err(EngineError::Config {
+                key: "job.output_topic".to_owned(),
+                message: format!(
+                    "`{}` has partitions {:?} but the input `{}` has partition {missing}: the output needs at least as many partitions",
+                    job.output_topic, output_partitions, job.input_topic
+                ),
+            });
+        }
+
+        let mut request = TopicPartitionList::new();
+        for p in &partitions {
+            request.add_partition(&job.input_topic, *p);
+        }
+        let committed = consumer
+            .committed_offsets(request, REQUEST_TIMEOUT)
+            .map_err(|e| EngineError::kafka(&brokers, format!("fetching committed offsets of group `{}`", job.group_id), e))?;
+
+        let mut start = BTreeMap::new();
+        let mut end = BTreeMap::new();
+        for p in &partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(&job.input_topic, *p, REQUEST_TIMEOUT)
+                .map_err(|e| EngineError::kafka(&brokers, format!("fetching watermarks of {}[{p}]", job.input_topic), e))?;
+            let committed = committed
+                .find_partition(&job.input_topic, *p)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) if o >= 0 => Some(o),
+                    _ => None,
+                });
+            let first = match (committed, job.start_from) {
+                // A committed offset below the low watermark was deleted by retention: start at the oldest kept.
+                (Some(o), _) => o.clamp(low, high),
+                (None, StartFrom::Earliest) => low,
+                (None, StartFrom::Latest) => high,
+            };
+            start.insert(*p, first);
+            end.insert(*p, high);
+        }
+        tracing::info!(topic = %job.input_topic, ?start, ?end, group = %job.group_id, "partition plan");
+        Ok(TopicPlan { topic: job.input_topic.clone(), partitions, start, end })
+    }
+}
+
+/// The partition ids of a topic, sorted; a clear error when the topic does not exist.
+pub fn topic_partitions(consumer: &BaseConsumer, topic: &str, brokers: &str) -> Result<Vec<i32>> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .map_err(|e| EngineError::kafka(brokers, format!("fetching metadata of topic `{topic}`"), e))?;
+    let found = metadata.topics().iter().find(|t| t.name() == topic);
+    match found {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+            let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+            ids.sort_unstable();
+            Ok(ids)
+        }
+        _ => Err(EngineError::MissingTopic { topic: topic.to_owned(), brokers: brokers.to_owned() }),
+    }
+}

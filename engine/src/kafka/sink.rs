@@ -1,0 +1,221 @@
+//! `KafkaSink`: writes each record to the same partition of the output topic, byte-exact,
+//! and reports per epoch how many records the output broker acknowledged.
+//!
+//! Delivery semantics: the sink holds a capability for an epoch until every record of
+//! that epoch it sent is acknowledged; its output frontier therefore passes an epoch only
+//! once the epoch is durable in the output topic, which is what the offset commit waits
+//! for. A delivery that fails after librdkafka's own retries stops the job: no record is
+//! skipped silently. The producer is idempotent by default, so retries keep the order
+//! within each partition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+use crate::config::KafkaConfig;
+use crate::control::{JobControl, JobMetrics};
+use crate::error::{EngineError, Result};
+use crate::record::Record;
+
+/// How long the sink waits on a full producer queue before looking again.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(1);
+/// How soon a sink with unacknowledged epochs looks for acknowledgements again.
+const ACK_POLL: Duration = Duration::from_millis(1);
+
+/// What a worker's sink reports when an epoch is fully acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// The epoch.
+    pub epoch: u64,
+    /// Records of the epoch this worker delivered.
+    pub records: u64,
+}
+
+/// Counts acknowledgements per epoch; librdkafka calls it from `poll` on the worker's thread.
+#[derive(Debug)]
+struct SinkContext {
+    acked: Mutex<HashMap<u64, u64>>,
+    failure: Mutex<Option<EngineError>>,
+    topic: String,
+}
+
+impl ClientContext for SinkContext {}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
+        match result {
+            Ok(_) => {
+                let mut acked = self.acked.lock().unwrap_or_else(PoisonError::into_inner);
+                *acked.entry(epoch as u64).or_insert(0) += 1;
+            }
+            Err((error, message)) => {
+                let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+                if failure.is_none() {
+                    *failure = Some(EngineError::Delivery {
+                        topic: self.topic.clone(),
+                        partition: message.partition(),
+                        reason: error.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// An epoch this worker has sent records of and not yet seen fully acknowledged.
+#[derive(Debug)]
+struct Pending {
+    capability: Capability<u64>,
+    sent: u64,
+}
+
+/// Builds the Kafka sink of one worker.
+#[derive(Debug)]
+pub struct KafkaSink;
+
+impl KafkaSink {
+    /// Attaches `KafkaSink(<topic>)` to `records` (no exchange: the worker that read a
+    /// record writes it). Returns the stream of per-epoch acknowledgements, whose
+    /// frontier is the durable frontier of the output.
+    pub fn build<'scope>(
+        records: Stream<'scope, u64, Vec<Record>>,
+        topic: &str,
+        kafka: &KafkaConfig,
+        control: Arc<JobControl>,
+    ) -> Result<Stream<'scope, u64, Vec<Delivered>>> {
+        let brokers = kafka.brokers().to_owned();
+        let context = SinkContext { acked: Mutex::default(), failure: Mutex::default(), topic: topic.to_owned() };
+        let producer: BaseProducer<SinkContext> = kafka
+            .producer_config()?
+            .create_with_context(context)
+            .map_err(|e| EngineError::kafka(&brokers, "creating the sink producer", e))?;
+        let producer = Rc::new(producer);
+        let topic = topic.to_owned();
+        let scope = records.scope();
+        let name = format!("KafkaSink({topic})");
+
+        let stream = records.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Delivered>>, _, _, _>(
+            Pipeline,
+            &name,
+            move |_capability, info| {
+                let activator = scope.activator_for(Rc::clone(&info.address));
+                let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+                let mut failed = false;
+                move |(input, frontier), output| {
+                    let port = output.output_index();
+                    input.for_each(|capability, data| {
+                        if failed {
+                            data.clear();
+                            return;
+                        }
+                        let Some(&epoch) = capability.least() else {
+                            control.fail(EngineError::Runtime(format!("{} received records without a timestamp", "KafkaSink")));
+                            failed = true;
+                            return;
+                        };
+                        let entry = pending
+                            .entry(epoch)
+                            .or_insert_with(|| Pending { capability: capability.delayed(&epoch, port), sent: 0 });
+                        let mut sent = 0u64;
+                        for record in data.drain(..) {
+                            match send(&producer, &topic, &record, epoch) {
+                                Ok(()) => sent += 1,
+                                Err(error) => {
+                                    control.fail(error);
+                                    failed = true;
+                                    break;
+                                }
+                            }
+                        }
+                        entry.sent += sent;
+                        JobMetrics::add(&control.metrics.records_out, sent);
+                    });
+                    producer.poll(Duration::ZERO);
+                    if let Some(error) = producer.context().failure.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                        control.fail(error);
+                        failed = true;
+                    }
+                    if failed {
+                        // Keep the capabilities: the failed epochs must never look delivered.
+                        return;
+                    }
+
+                    let mut acked = producer.context().acked.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut done = Vec::new();
+                    for (epoch, entry) in &pending {
+                        let complete = !frontier.less_equal(epoch) && acked.get(epoch).copied().unwrap_or(0) >= entry.sent;
+                        if complete {
+                            done.push(*epoch);
+                        }
+                    }
+                    for epoch in done {
+                        if let Some(entry) = pending.remove(&epoch) {
+                            acked.remove(&epoch);
+                            JobMetrics::add(&control.metrics.records_delivered, entry.sent);
+                            output.session(&entry.capability).give(Delivered { epoch, records: entry.sent });
+                        }
+                    }
+                    drop(acked);
+                    if !pending.is_empty() {
+                        activator.activate_after(ACK_POLL);
+                    }
+                }
+            },
+        );
+        Ok(stream)
+    }
+}
+
+/// Hands one record to the producer, waiting while its queue is full.
+fn send(producer: &BaseProducer<SinkContext>, topic: &str, record: &Record, epoch: u64) -> Result<()> {
+    let headers = (!record.headers.is_empty()).then(|| {
+        record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |hs, (key, value)| {
+            hs.insert(Header { key: key.as_str(), value: value.as_deref() })
+        })
+    });
+    let mut message: BaseRecord<'_, [u8], [u8], usize> =
+        BaseRecord::with_opaque_to(topic, usize::try_from(epoch).unwrap_or(usize::MAX)).partition(record.partition);
+    if let Some(key) = &record.key {
+        message = message.key(key.as_slice());
+    }
+    if let Some(value) = &record.value {
+        message = message.payload(value.as_slice());
+    }
+    if let Some(ts) = record.timestamp {
+        message = message.timestamp(ts);
+    }
+    if let Some(headers) = headers {
+        message = message.headers(headers);
+    }
+    loop {
+        match producer.send(message) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                message = returned;
+                producer.poll(QUEUE_FULL_BACKOFF);
+            }
+            Err((error, _)) => {
+                return Err(EngineError::Delivery { topic: topic.to_owned(), partition: record.partition, reason: error.to_string() })
+            }
+        }
+    }
+}
+
+/// Waits until every record handed to `producer` is acknowledged or `timeout` passes.
+pub fn flush<C: ProducerContext>(producer: &BaseProducer<C>, timeout: Duration) -> std::result::Result<(), KafkaError> {
+    producer.flush(timeout)
+}

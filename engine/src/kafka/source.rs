@@ -1,0 +1,237 @@
+//! `KafkaSource`: each worker reads its fixed share of the input topic's partitions.
+//!
+//! Delivery semantics: the source never commits on its own (auto-commit is off). It
+//! records, at the close of every epoch, the position (next offset) of each partition
+//! it reads; the commit operator ([`crate::kafka::commit`]) commits those positions only
+//! once every record of the epoch, on every worker, is acknowledged by the output
+//! broker. A crash therefore replays at most the uncommitted epochs: at-least-once.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::{Scope, Stream};
+
+use crate::assign::partitions_for_worker;
+use crate::config::{JobConfig, KafkaConfig};
+use crate::control::{JobControl, JobMetrics};
+use crate::epoch::current_epoch;
+use crate::error::{EngineError, Result};
+use crate::kafka::plan::TopicPlan;
+use crate::record::Record;
+
+/// Most records one activation of the source emits before yielding to other operators.
+const MAX_BATCH: usize = 8192;
+/// Longest one activation of the source polls.
+const MAX_POLL: Duration = Duration::from_millis(2);
+/// How soon an idle source looks again.
+const IDLE_POLL: Duration = Duration::from_millis(2);
+
+/// The consumer of one worker and the positions it has reached, shared by the source
+/// and the commit operator of that worker.
+pub struct SourceHandle {
+    consumer: BaseConsumer,
+    topic: String,
+    brokers: String,
+    worker: usize,
+    state: RefCell<SourceState>,
+}
+
+impl std::fmt::Debug for SourceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceHandle").field("topic", &self.topic).field("worker", &self.worker).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+struct SourceState {
+    /// Next offset to read, per partition of this worker.
+    positions: BTreeMap<i32, i64>,
+    /// Stop line per partition for `--until-end`.
+    end: BTreeMap<i32, i64>,
+    /// Positions at the close of each epoch, oldest first, not yet committed.
+    closed: VecDeque<(u64, BTreeMap<i32, i64>)>,
+    /// Positions last committed (or the start positions).
+    committed: BTreeMap<i32, i64>,
+    /// Partitions that reported end of partition since their last record.
+    at_eof: BTreeMap<i32, bool>,
+}
+
+impl SourceHandle {
+    /// The partitions this worker reads.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.state.borrow().positions.keys().copied().collect()
+    }
+
+    /// Next offset to read per partition of this worker.
+    pub fn positions(&self) -> BTreeMap<i32, i64> {
+        self.state.borrow().positions.clone()
+    }
+
+    /// Whether every partition of this worker reached its `--until-end` stop line.
+    fn reached_end(&self) -> bool {
+        let state = self.state.borrow();
+        state.positions.iter().all(|(p, pos)| {
+            let end = state.end.get(p).copied().unwrap_or(i64::MAX);
+            *pos >= end || state.at_eof.get(p).copied().unwrap_or(false)
+        })
+    }
+
+    /// Logs the positions at the close of epoch `time`, if they moved.
+    fn close_epoch(&self, time: u64, metrics: &JobMetrics) {
+        let mut state = self.state.borrow_mut();
+        let last = state.closed.back().map_or(&state.committed, |(_, p)| p);
+        if *last != state.positions {
+            let positions = state.positions.clone();
+            metrics.set_positions(positions.iter().map(|(p, o)| (*p, *o)));
+            state.closed.push_back((time, positions));
+        }
+    }
+
+    /// Commits the latest positions whose epoch is complete everywhere: every epoch
+    /// before `frontier` (all of them when `frontier` is `None`, i.e. the job is done).
+    pub(crate) fn commit_before(&self, frontier: Option<u64>, metrics: &JobMetrics) -> Result<()> {
+        let positions = {
+            let mut state = self.state.borrow_mut();
+            let mut latest = None;
+            while state.closed.front().is_some_and(|(t, _)| frontier.is_none_or(|f| *t < f)) {
+                latest = state.closed.pop_front().map(|(_, p)| p);
+            }
+            let Some(positions) = latest else { return Ok(()) };
+            state.committed.clone_from(&positions);
+            positions
+        };
+        let mut list = TopicPartitionList::new();
+        for (p, offset) in &positions {
+            list.add_partition_offset(&self.topic, *p, Offset::Offset(*offset))
+                .map_err(|e| EngineError::kafka(&self.brokers, "building the commit", e))?;
+        }
+        // The last commit of a job is synchronous, so the offsets are durable before it exits.
+        let mode = if frontier.is_none() { CommitMode::Sync } else { CommitMode::Async };
+        self.consumer
+            .commit(&list, mode)
+            .map_err(|e| EngineError::kafka(&self.brokers, format!("committing offsets of {}", self.topic), e))?;
+        JobMetrics::add(&metrics.commits, 1);
+        tracing::debug!(worker = self.worker, topic = %self.topic, ?positions, ?mode, "committed");
+        Ok(())
+    }
+}
+
+/// Builds the Kafka source of one worker.
+#[derive(Debug)]
+pub struct KafkaSource;
+
+impl KafkaSource {
+    /// Creates `KafkaSource(<topic>)` in `scope`: this worker's consumer, assigned its
+    /// partitions ([`partitions_for_worker`]) at the plan's start offsets, and an operator
+    /// that emits every record it polls at the current epoch, downgrading its capability
+    /// once per epoch. It stops when the job's stop flag is set, or, with `until_end`,
+    /// when its partitions reach the plan's end offsets.
+    pub fn build<'scope>(
+        scope: Scope<'scope, u64>,
+        plan: &TopicPlan,
+        job: &JobConfig,
+        kafka: &KafkaConfig,
+        control: Arc<JobControl>,
+    ) -> Result<(Stream<'scope, u64, Vec<Record>>, Rc<SourceHandle>)> {
+        let worker = scope.index();
+        let mine = partitions_for_worker(&plan.partitions, worker, scope.peers());
+        let brokers = kafka.brokers().to_owned();
+        let consumer: BaseConsumer = kafka
+            .consumer_config(&job.group_id)?
+            .create()
+            .map_err(|e| EngineError::kafka(&brokers, "creating the source consumer", e))?;
+        let mut assignment = TopicPartitionList::new();
+        let mut state = SourceState::default();
+        for p in &mine {
+            let start = plan.start.get(p).copied().unwrap_or(0);
+            assignment
+                .add_partition_offset(&plan.topic, *p, Offset::Offset(start))
+                .map_err(|e| EngineError::kafka(&brokers, "building the assignment", e))?;
+            state.positions.insert(*p, start);
+            state.committed.insert(*p, start);
+            state.end.insert(*p, plan.end.get(p).copied().unwrap_or(i64::MAX));
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| EngineError::kafka(&brokers, format!("assigning partitions {mine:?} of {}", plan.topic), e))?;
+        tracing::info!(worker, topic = %plan.topic, partitions = ?mine, "source assigned");
+        control.metrics.set_positions(state.positions.iter().map(|(p, o)| (*p, *o)));
+
+        let handle = Rc::new(SourceHandle { consumer, topic: plan.topic.clone(), brokers, worker, state: RefCell::new(state) });
+        let epoch_ms = job.epoch_ms();
+        let until_end = job.until_end;
+        let name = format!("KafkaSource({})", plan.topic);
+        let source_handle = Rc::clone(&handle);
+
+        let stream = source(scope, &name, move |capability, info| {
+            let activator = scope.activator_for(Rc::clone(&info.address));
+            let handle = source_handle;
+            let mut capability = Some(capability);
+            let mut last_warning: Option<Instant> = None;
+            move |output| {
+                let Some(cap) = capability.as_mut() else { return };
+                let now = current_epoch(epoch_ms);
+                if now > *cap.time() {
+                    handle.close_epoch(*cap.time(), &control.metrics);
+                    cap.downgrade(&now);
+                }
+                if control.stop_requested() || (until_end && handle.reached_end()) {
+                    handle.close_epoch(*cap.time(), &control.metrics);
+                    tracing::info!(worker = handle.worker, positions = ?handle.positions(), "source finished");
+                    capability = None;
+                    return;
+                }
+
+                let started = Instant::now();
+                let mut emitted = 0usize;
+                let mut bytes = 0usize;
+                {
+                    let mut session = output.session(&*cap);
+                    let mut state = handle.state.borrow_mut();
+                    while emitted < MAX_BATCH {
+                        match handle.consumer.poll(Duration::ZERO) {
+                            None => break,
+                            Some(Ok(message)) => {
+                                let record = Record::from_message(&message);
+                                state.positions.insert(record.partition, record.offset + 1);
+                                state.at_eof.insert(record.partition, false);
+                                bytes += record.size_bytes();
+                                emitted += 1;
+                                session.give(record);
+                            }
+                            Some(Err(KafkaError::PartitionEOF(p))) => {
+                                state.at_eof.insert(p, true);
+                            }
+                            Some(Err(error)) => {
+                                // Transient: librdkafka reconnects and refetches by itself.
+                                if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                                    tracing::warn!(worker = handle.worker, topic = %handle.topic, %error, "consumer error; retrying");
+                                    last_warning = Some(Instant::now());
+                                }
+                                break;
+                            }
+                        }
+                        if started.elapsed() > MAX_POLL {
+                            break;
+                        }
+                    }
+                }
+                if emitted > 0 {
+                    JobMetrics::add(&control.metrics.records_in, emitted as u64);
+                    JobMetrics::add(&control.metrics.bytes_in, bytes as u64);
+                    activator.activate();
+                } else {
+                    activator.activate_after(IDLE_POLL);
+                }
+            }
+        });
+        Ok((stream.container::<Vec<Record>>(), handle))
+    }
+}

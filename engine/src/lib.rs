@@ -1,0 +1,20 @@
+//! The tidewatch engine: processing-time epochs on timely dataflow, a Kafka source and
+//! sink with frontier-driven offset commits, the job runtime and its configuration.
+//!
+//! This is the only crate that touches raw timely builders and rdkafka handles; the
+//! observation operators build on the record stream it hands out ([`runtime::Observe`]).
+
+pub mod assign;
+pub mod config;
+pub mod control;
+pub mod epoch;
+pub mod error;
+pub mod kafka;
+pub mod record;
+pub mod runtime;
+
+pub use config::{JobConfig, KafkaConfig, StartFrom};
+pub use control::{JobControl, JobMetrics};
+pub use error::{EngineError, Fault, Result};
+pub use record::Record;
+pub use runtime::{run_job, Cluster, NoObservers, Observe, RunSummary, WorkerContext};

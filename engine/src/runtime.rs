@@ -1,0 +1,199 @@
+//! Runs a job on timely: plans the partitions, starts the side threads, builds the
+//! dataflow on every worker (source → sink → commit, plus the caller's observers) and
+//! steps the workers until the job is done, stopped or failed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use timely::dataflow::operators::Probe;
+use timely::dataflow::{Scope, Stream};
+
+use crate::config::{JobConfig, KafkaConfig};
+use crate::control::JobControl;
+use crate::error::{EngineError, Result};
+use crate::kafka::commit::commit_offsets;
+use crate::kafka::watermarks::spawn_watermark_monitor;
+use crate::kafka::{KafkaSink, KafkaSource, TopicPlan};
+use crate::record::Record;
+
+/// timely's own process layout: `-w` workers per process, `-n` processes, this one `-p`,
+/// addresses from the `-h` host file (else `localhost:2101`, `localhost:2102`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// Worker threads per process (`-w`).
+    pub workers: usize,
+    /// Number of processes (`-n`).
+    pub processes: usize,
+    /// Index of this process (`-p`).
+    pub process: usize,
+    /// File with one `host:port` per process (`-h`).
+    pub hostfile: Option<PathBuf>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster { workers: 1, processes: 1, process: 0, hostfile: None }
+    }
+}
+
+impl Cluster {
+    /// The timely configuration for this layout.
+    pub fn timely_config(&self) -> Result<timely::Config> {
+        let bad = |key: &str, message: String| EngineError::Config { key: key.to_owned(), message };
+        if self.workers == 0 {
+            return Err(bad("workers (-w)", "expected at least 1".to_owned()));
+        }
+        if self.processes == 0 {
+            return Err(bad("processes (-n)", "expected at least 1".to_owned()));
+        }
+        if self.process >= self.processes {
+            return Err(bad("process (-p)", format!("expected an index below -n {}, got {}", self.processes, self.process)));
+        }
+        let communication = if self.processes > 1 {
+            let addresses = match &self.hostfile {
+                Some(path) => read_hostfile(path, self.processes)?,
+                None => (0..self.processes).map(|i| format!("localhost:{}", 2101 + i)).collect(),
+            };
+            timely::CommunicationConfig::Cluster {
+                threads: self.workers,
+                process: self.process,
+                addresses,
+                report: false,
+                zerocopy: false,
+            }
+        } else if self.workers > 1 {
+            timely::CommunicationConfig::Process(self.workers)
+        } else {
+            timely::CommunicationConfig::Thread
+        };
+        Ok(timely::Config { communication, worker: timely::WorkerConfig::default() })
+    }
+}
+
+fn read_hostfile(path: &Path, processes: usize) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| EngineError::Config { key: "hostfile (-h)".to_owned(), message: format!("cannot read {}: {e}", path.display()) })?;
+    let addresses: Vec<String> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).take(processes).map(str::to_owned).collect();
+    if addresses.len() < processes {
+        return Err(EngineError::Config {
+            key: "hostfile (-h)".to_owned(),
+            message: format!("{} lists {} addresses but -n is {processes}", path.display(), addresses.len()),
+        });
+    }
+    Ok(addresses)
+}
+
+/// What a worker's observers get: the records it read, plus where it stands.
+#[derive(Debug, Clone)]
+pub struct WorkerContext {
+    /// Global index of the worker.
+    pub index: usize,
+    /// Number of workers in all processes.
+    pub peers: usize,
+    /// The job's control block in this process.
+    pub control: Arc<JobControl>,
+    /// The job configuration.
+    pub job: JobConfig,
+}
+
+/// The observers to attach on every worker: called once per worker while the dataflow
+/// is built, with the stream of records the worker read (before they are written).
+pub trait Observe: Send + Sync + 'static {
+    /// Attaches observation operators to `records`.
+    fn observe<'scope>(&self, records: Stream<'scope, u64, Vec<Record>>, context: &WorkerContext);
+}
+
+/// Observes nothing: the plain passthrough.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObservers;
+
+impl Observe for NoObservers {
+    fn observe<'scope>(&self, _records: Stream<'scope, u64, Vec<Record>>, _context: &WorkerContext) {}
+}
+
+/// Figures of one finished run, summed over the workers of this process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Records read.
+    pub records_in: u64,
+    /// Records acknowledged by the output broker.
+    pub records_delivered: u64,
+    /// Bytes read.
+    pub bytes_in: u64,
+}
+
+/// Runs the passthrough job with `observers` until it ends (`until_end`), is stopped
+/// through `control`, or fails. Returns this process's figures.
+pub fn run_job<O: Observe>(
+    job: JobConfig,
+    kafka: KafkaConfig,
+    cluster: &Cluster,
+    control: Arc<JobControl>,
+    observers: O,
+) -> Result<RunSummary> {
+    job.validate()?;
+    let timely_config = cluster.timely_config()?;
+    let plan = TopicPlan::resolve(&job, &kafka)?;
+    let monitor = spawn_watermark_monitor(&kafka, &plan.topic, plan.partitions.clone(), job.epoch_interval, Arc::clone(&control))?;
+
+    let worker_control = Arc::clone(&control);
+    let guards = timely::execute(timely_config, move |worker| {
+        let control = Arc::clone(&worker_control);
+        let context = WorkerContext {
+            index: worker.index(),
+            peers: worker.peers(),
+            control: Arc::clone(&control),
+            job: job.clone(),
+        };
+        let built = worker.dataflow::<u64, _, _>(|scope: Scope<'_, u64>| -> Result<_> {
+            let (records, handle) = KafkaSource::build(scope, &plan, &job, &kafka, Arc::clone(&control))?;
+            observers.observe(records.clone(), &context);
+            let delivered = KafkaSink::build(records, &job.output_topic, &kafka, Arc::clone(&control))?;
+            let (probe, delivered) = delivered.probe();
+            commit_offsets(delivered, handle, Arc::clone(&control));
+            Ok(probe)
+        });
+        let probe = match built {
+            Ok(probe) => probe,
+            Err(error) => {
+                control.fail(error);
+                for id in worker.installed_dataflows() {
+                    worker.drop_dataflow(id);
+                }
+                return;
+            }
+        };
+        while !probe.done() {
+            if control.failed() {
+                for id in worker.installed_dataflows() {
+                    worker.drop_dataflow(id);
+                }
+                return;
+            }
+            worker.step_or_park(Some(Duration::from_millis(50)));
+        }
+    })
+    .map_err(EngineError::Runtime)?;
+
+    let results = guards.join();
+    control.request_stop();
+    if monitor.join().is_err() {
+        tracing::warn!("watermark monitor panicked");
+    }
+    for result in results {
+        if let Err(panic) = result {
+            control.fail(EngineError::Runtime(format!("a worker panicked: {panic}")));
+        }
+    }
+    if let Some(error) = control.take_failure() {
+        return Err(error);
+    }
+    let m = &control.metrics;
+    Ok(RunSummary {
+        records_in: crate::control::JobMetrics::get(&m.records_in),
+        records_delivered: crate::control::JobMetrics::get(&m.records_delivered),
+        bytes_in: crate::control::JobMetrics::get(&m.bytes_in),
+    })
+}

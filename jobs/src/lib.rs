@@ -1,0 +1,6 @@
+//! The tidewatch jobs: the observer job, the visits generator and the demo, as a library
+//! so benchmarks and integration tests drive the same code as the `tidewatch` binary.
+
+pub mod config;
+pub mod signals;
+pub mod visits;

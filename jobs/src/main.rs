@@ -1,0 +1,68 @@
+//! `tidewatch`: copies a Kafka topic to another and observes the stream on the way.
+//!
+//! Delivery semantics of `tidewatch run`: at-least-once. Input offsets are committed
+//! only after every record of their epoch, on every worker, is acknowledged by the
+//! output broker; a crash replays the uncommitted epochs.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tidewatch_engine::{run_job, JobControl, NoObservers};
+use tidewatch_jobs::config::{ClusterFlags, JobFlags};
+use tidewatch_jobs::signals::stop_on_signals;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "tidewatch", version, about = "Copy a Kafka topic and observe the stream online.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the observer job against a Kafka cluster.
+    #[command(disable_help_flag = true)]
+    Run {
+        #[command(flatten)]
+        job: JobFlags,
+        #[command(flatten)]
+        cluster: ClusterFlags,
+        /// Print help.
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,librdkafka=warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tidewatch: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run { job, cluster, help: _ } => {
+            let file = job.resolve()?;
+            let control = JobControl::new();
+            stop_on_signals(&control)?;
+            let summary = run_job(file.job, file.kafka, &cluster.cluster(), control, NoObservers).context("the job failed")?;
+            tracing::info!(
+                records_in = summary.records_in,
+                records_delivered = summary.records_delivered,
+                bytes_in = summary.bytes_in,
+                "job finished"
+            );
+            Ok(())
+        }
+    }
+}

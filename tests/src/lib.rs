@@ -1,0 +1,235 @@
+//! Helpers shared by the integration tests: a record corpus, a producer that writes it
+//! to explicit partitions, readers of whole topics and of committed offsets, and the
+//! connection to the real broker started by `scripts/kafka.sh`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use tidewatch_engine::Record;
+
+/// The bootstrap servers of the real broker: `TIDEWATCH_KAFKA` or the script's default.
+pub fn real_brokers() -> String {
+    std::env::var("TIDEWATCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// Fails with instructions when no broker answers at `brokers`.
+pub fn require_broker(brokers: &str) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    consumer.fetch_metadata(None, Duration::from_secs(10)).with_context(|| {
+        format!("no Kafka broker answers at {brokers}: start one with `scripts/kafka.sh start` (the README's test command does it)")
+    })?;
+    Ok(())
+}
+
+/// A topic name no other test uses.
+pub fn unique_topic(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Creates topics with `partitions` partitions each (replication 1) and waits until the
+/// metadata shows them.
+pub fn create_topics(brokers: &str, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let new: Vec<NewTopic<'_>> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+    let results = futures_executor::block_on(admin.create_topics(&new, &AdminOptions::new()))?;
+    for result in results {
+        if let Err((topic, code)) = result {
+            bail!("creating topic {topic}: {code}");
+        }
+    }
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for topic in topics {
+        loop {
+            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+            let ready = md.topics().iter().any(|t| t.name() == *topic && t.error().is_none() && t.partitions().len() == partitions as usize);
+            if ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("topic {topic} not ready after 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// A record to produce: an explicit partition and everything a message can carry.
+pub type Outgoing = Record;
+
+/// The test corpus: `n` records over `partitions` partitions with null keys, null
+/// values, empty values and keys, headers (one with a null value), binary non-UTF-8
+/// payloads, explicit timestamps and, when `big` is set, one 1 MB value.
+pub fn corpus(n: usize, partitions: i32, big: bool) -> Vec<Record> {
+    let base_ts = 1_700_000_000_000i64;
+    (0..n)
+        .map(|i| {
+            let partition = (i as i32 * 7 + i as i32 / 3) % partitions;
+            let key = match i % 11 {
+                0 => None,
+                1 => Some(Vec::new()),
+                _ => Some(format!("key-{i}").into_bytes()),
+            };
+            let value = match i % 13 {
+                0 => None,
+                1 => Some(Vec::new()),
+                2 => Some(vec![0xff, 0xfe, 0x00, 0x80, (i % 256) as u8]),
+                _ => Some(format!("{{\"i\":{i},\"page\":\"page_{}\"}}", i % 20).into_bytes()),
+            };
+            let headers = match i % 5 {
+                0 => vec![("trace".to_owned(), Some(format!("t{i}").into_bytes())), ("empty".to_owned(), None)],
+                1 => vec![("bin".to_owned(), Some(vec![0u8, 159, 146, 150]))],
+                _ => Vec::new(),
+            };
+            let value = if big && i == n / 2 { Some(vec![b'x'; 1_000_000]) } else { value };
+            Record { partition, offset: -1, timestamp: Some(base_ts + i as i64), key, value, headers }
+        })
+        .collect()
+}
+
+/// Producer settings for large test records.
+fn producer(brokers: &str) -> anyhow::Result<BaseProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.max.bytes", "2000000")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()?)
+}
+
+/// Produces `records` to their partitions of `topic`, in order, and waits for every ack.
+pub fn produce(brokers: &str, topic: &str, records: &[Record]) -> anyhow::Result<()> {
+    let producer = producer(brokers)?;
+    for record in records {
+        let mut message: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(record.partition);
+        if let Some(k) = &record.key {
+            message = message.key(k.as_slice());
+        }
+        if let Some(v) = &record.value {
+            message = message.payload(v.as_slice());
+        }
+        if let Some(ts) = record.timestamp {
+            message = message.timestamp(ts);
+        }
+        if !record.headers.is_empty() {
+            let headers = record
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: k.as_str(), value: v.as_deref() }));
+            message = message.headers(headers);
+        }
+        loop {
+            match producer.send(message) {
+                Ok(()) => break,
+                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), m)) => {
+                    message = m;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(())
+}
+
+fn reader(brokers: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "tidewatch-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("isolation.level", "read_committed")
+        .create()?)
+}
+
+/// Reads every record of `topic` up to its current high watermarks, per partition in order.
+pub fn read_all(brokers: &str, topic: &str) -> anyhow::Result<BTreeMap<i32, Vec<Record>>> {
+    let consumer = reader(brokers)?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = md.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10))?;
+        ends.insert(*p, high);
+        tpl.add_partition_offset(topic, *p, Offset::Offset(low))?;
+    }
+    consumer.assign(&tpl)?;
+    let mut out: BTreeMap<i32, Vec<Record>> = partitions.iter().map(|p| (*p, Vec::new())).collect();
+    let mut next: BTreeMap<i32, i64> = partitions.iter().map(|p| (*p, 0)).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while next.iter().any(|(p, n)| *n < ends[p]) {
+        if Instant::now() > deadline {
+            bail!("reading {topic} timed out at {next:?} of {ends:?}");
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let r = Record::from_message(&m);
+                next.insert(r.partition, r.offset + 1);
+                out.entry(r.partition).or_default().push(r);
+            }
+            Some(Err(e)) => bail!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The committed offsets of `group` on every partition of `topic` (`None`: none committed).
+pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> anyhow::Result<BTreeMap<i32, Option<i64>>> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok((0..partitions)
+        .map(|p| {
+            let offset = got.find_partition(topic, p).and_then(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+            (p, offset)
+        })
+        .collect())
+}
+
+/// High watermark per partition.
+pub fn end_offsets(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let consumer = reader(brokers)?;
+    (0..partitions).map(|p| Ok((p, consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?.1))).collect()
+}
+
+/// The payload-level view of a record: what the passthrough must preserve.
+pub fn content(r: &Record) -> (Option<&[u8]>, Option<&[u8]>, &[(String, Option<Vec<u8>>)], Option<i64>) {
+    (r.key.as_deref(), r.value.as_deref(), r.headers.as_slice(), r.timestamp)
+}
+
+/// Asserts that `output` holds exactly `input`, partition by partition, in order, byte for byte.
+pub fn assert_copied_exactly(input: &[Record], output: &BTreeMap<i32, Vec<Record>>) {
+    let mut expected: BTreeMap<i32, Vec<&Record>> = BTreeMap::new();
+    for r in input {
+        expected.entry(r.partition).or_default().push(r);
+    }
+    let total: usize = output.values().map(Vec::len).sum();
+    assert_eq!(total, input.len(), "the output holds {total} records, the input {}", input.len());
+    for (p, want) in &expected {
+        let got = output.get(p).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(got.len(), want.len(), "partition {p}: {} records out, {} in", got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(content(g), content(w), "partition {p}, record {i} differs");
+        }
+    }
+}

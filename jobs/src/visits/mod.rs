@@ -1,0 +1,1 @@
+//! Generator of website visits shaped like the reference dataset.

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The test command: starts the real services the tests need (a local Apache Kafka
+# broker from Maven Central jars), runs the whole test suite, and stops the services.
+#
+#   scripts/test.sh            # all tests
+#   scripts/test.sh -- NAME    # only tests whose name contains NAME
+#
+# Build output goes to $CARGO_TARGET_DIR (default ~/.cache/tidewatch/target).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidewatch/target}"
+export TIDEWATCH_KAFKA_PORT="${TIDEWATCH_KAFKA_PORT:-9092}"
+export TIDEWATCH_KAFKA="127.0.0.1:${TIDEWATCH_KAFKA_PORT}"
+
+for tool in cargo java mvn; do
+  command -v "$tool" >/dev/null || { echo "test.sh: '$tool' is required (see README: Requirements)" >&2; exit 1; }
+done
+
+started_kafka=0
+cleanup() {
+  if [ "$started_kafka" = 1 ]; then scripts/kafka.sh stop || true; fi
+}
+trap cleanup EXIT
+
+if ! scripts/kafka.sh status >/dev/null 2>&1; then
+  scripts/kafka.sh start
+  started_kafka=1
+fi
+
+cargo test --workspace --locked "$@"

@@ -74,7 +74,7 @@ pub fn corpus(n: usize, partitions: i32, big: bool) -> Vec<Record> {
     let base_ts = 1_700_000_000_000i64;
     (0..n)
         .map(|i| {
-            let partition = (i as i32 * 7 + i as i32 / 3) % partitions;
+            let partition = (((i as u64).wrapping_mul(2_654_435_761) >> 7) % partitions as u64) as i32;
             let key = match i % 11 {
                 0 => None,
                 1 => Some(Vec::new()),
@@ -97,14 +97,35 @@ pub fn corpus(n: usize, partitions: i32, big: bool) -> Vec<Record> {
         .collect()
 }
 
+/// Counts deliveries that failed for good.
+#[derive(Debug, Default)]
+pub struct CountFailures {
+    failed: std::sync::atomic::AtomicU64,
+    first: std::sync::Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for CountFailures {}
+
+impl rdkafka::producer::ProducerContext for CountFailures {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            self.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut first) = self.first.lock() {
+                first.get_or_insert_with(|| error.to_string());
+            }
+        }
+    }
+}
+
 /// Producer settings for large test records.
-fn producer(brokers: &str) -> anyhow::Result<BaseProducer> {
+fn producer(brokers: &str) -> anyhow::Result<BaseProducer<CountFailures>> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("message.max.bytes", "2000000")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
-        .create()?)
+        .create_with_context(CountFailures::default())?)
 }
 
 /// Produces `records` to their partitions of `topic`, in order, and waits for every ack.
@@ -141,6 +162,11 @@ pub fn produce(brokers: &str, topic: &str, records: &[Record]) -> anyhow::Result
         producer.poll(Duration::ZERO);
     }
     producer.flush(Duration::from_secs(60))?;
+    let failed = producer.context().failed.load(std::sync::atomic::Ordering::Relaxed);
+    if failed > 0 {
+        let first = producer.context().first.lock().ok().and_then(|f| f.clone()).unwrap_or_default();
+        bail!("{failed} of {} records could not be produced to {topic}: {first}", records.len());
+    }
     Ok(())
 }
 
@@ -232,4 +258,30 @@ pub fn assert_copied_exactly(input: &[Record], output: &BTreeMap<i32, Vec<Record
             assert_eq!(content(g), content(w), "partition {p}, record {i} differs");
         }
     }
+}
+
+/// The `tidewatch` binary of this build, built first if needed.
+pub fn tidewatch_bin() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe.parent().and_then(std::path::Path::parent).context("test binary has no profile directory")?;
+    let bin = profile_dir.join("tidewatch");
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "-q", "-p", "tidewatch-jobs", "--bin", "tidewatch"]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().context("running cargo build for the tidewatch binary")?;
+    if !status.success() || !bin.exists() {
+        bail!("could not build {}", bin.display());
+    }
+    Ok(bin)
+}
+
+/// `n` distinct free TCP ports on 127.0.0.1 (for timely's process addresses).
+pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }

@@ -9,6 +9,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{JobConfig, KafkaConfig, StartFrom};
 use crate::error::{EngineError, Result};
+use crate::kafka::source::QuietEofContext;
 
 /// How long a metadata, committed-offset or watermark request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,9 +32,9 @@ impl TopicPlan {
     /// and the watermarks; checks that the output topic exists too.
     pub fn resolve(job: &JobConfig, kafka: &KafkaConfig) -> Result<TopicPlan> {
         let brokers = kafka.brokers().to_owned();
-        let consumer: BaseConsumer = kafka
+        let consumer: BaseConsumer<QuietEofContext> = kafka
             .consumer_config(&job.group_id)?
-            .create()
+            .create_with_context(QuietEofContext)
             .map_err(|e| EngineError::kafka(&brokers, "creating the planning consumer", e))?;
         let partitions = topic_partitions(&consumer, &job.input_topic, &brokers)?;
         let output_partitions = topic_partitions(&consumer, &job.output_topic, &brokers)?;
@@ -82,7 +83,7 @@ impl TopicPlan {
 }
 
 /// The partition ids of a topic, sorted; a clear error when the topic does not exist.
-pub fn topic_partitions(consumer: &BaseConsumer, topic: &str, brokers: &str) -> Result<Vec<i32>> {
+pub fn topic_partitions<C: rdkafka::consumer::ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, brokers: &str) -> Result<Vec<i32>> {
     let metadata = consumer
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
         .map_err(|e| EngineError::kafka(brokers, format!("fetching metadata of topic `{topic}`"), e))?;

@@ -12,7 +12,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::operators::generic::operator::source;
@@ -33,10 +34,29 @@ const MAX_POLL: Duration = Duration::from_millis(2);
 /// How soon an idle source looks again.
 const IDLE_POLL: Duration = Duration::from_millis(2);
 
+/// Context of the engine's consumers: end-of-partition events are expected (the
+/// source asks for them), every other client-level error is logged with its reason.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct QuietEofContext;
+
+impl ClientContext for QuietEofContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match &error {
+            KafkaError::PartitionEOF(_) => tracing::trace!(%reason, "end of partition"),
+            KafkaError::Global(code) if *code == rdkafka::types::RDKafkaErrorCode::PartitionEOF => {
+                tracing::trace!(%reason, "end of partition")
+            }
+            _ => tracing::warn!(%error, %reason, "Kafka client error"),
+        }
+    }
+}
+
+impl ConsumerContext for QuietEofContext {}
+
 /// The consumer of one worker and the positions it has reached, shared by the source
 /// and the commit operator of that worker.
 pub struct SourceHandle {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<QuietEofContext>,
     topic: String,
     brokers: String,
     worker: usize,
@@ -143,9 +163,9 @@ impl KafkaSource {
         let worker = scope.index();
         let mine = partitions_for_worker(&plan.partitions, worker, scope.peers());
         let brokers = kafka.brokers().to_owned();
-        let consumer: BaseConsumer = kafka
+        let consumer: BaseConsumer<QuietEofContext> = kafka
             .consumer_config(&job.group_id)?
-            .create()
+            .create_with_context(QuietEofContext)
             .map_err(|e| EngineError::kafka(&brokers, "creating the source consumer", e))?;
         let mut assignment = TopicPartitionList::new();
         let mut state = SourceState::default();

@@ -1,0 +1,255 @@
+//! Passthrough throughput on a real broker: a bare rdkafka consume→produce loop (the
+//! practical limit) beside the tidewatch passthrough with 1 and 2 workers, on the same
+//! broker and the same records, interleaved in one run. Prints medians and ratios and
+//! writes `bench/results/passthrough.{json,md}`.
+//!
+//! ```text
+//! scripts/kafka.sh start
+//! cargo run --release -p tidewatch-bench --bin passthrough -- [--records 1000000] [--quick]
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use tidewatch_bench::{cpu_seconds, median, results_dir, Machine};
+use tidewatch_engine::{run_job, Cluster, JobConfig, JobControl, KafkaConfig, NoObservers, Record};
+use tidewatch_tests::{create_topics, produce, require_broker, unique_topic};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Bootstrap servers of the real broker.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Records in the input topic.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 400)]
+    size: usize,
+    /// Partitions of the input and output topics.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Rounds; each round runs every contender once, in turn.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Smoke run: 100 000 records, one round.
+    #[arg(long)]
+    quick: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Contender {
+    name: String,
+    records_per_s: Vec<f64>,
+    median_records_per_s: f64,
+    median_mb_per_s: f64,
+    median_cpu_s_per_million: f64,
+    ratio_to_bare: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    benchmark: &'static str,
+    records: usize,
+    value_bytes: usize,
+    partitions: i32,
+    rounds: usize,
+    machine: Machine,
+    contenders: Vec<Contender>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
+    let mut args = Args::parse();
+    if args.quick {
+        args.records = args.records.min(100_000);
+        args.rounds = 1;
+    }
+    require_broker(&args.brokers)?;
+    let input = unique_topic("bench-in");
+    create_topics(&args.brokers, &[&input], args.partitions)?;
+    eprintln!("producing {} records of {} bytes to {input} ...", args.records, args.size);
+    let records = make_records(args.records, args.size, args.partitions);
+    produce(&args.brokers, &input, &records)?;
+    let bytes: usize = records.iter().map(Record::size_bytes).sum();
+    drop(records);
+
+    let names = ["bare rdkafka loop", "tidewatch passthrough, 1 worker", "tidewatch passthrough, 2 workers"];
+    let mut samples: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    for round in 0..args.rounds {
+        for name in names {
+            let output = unique_topic("bench-out");
+            create_topics(&args.brokers, &[&output], args.partitions)?;
+            let cpu0 = cpu_seconds();
+            let start = Instant::now();
+            let copied = match name {
+                "bare rdkafka loop" => bare_loop(&args.brokers, &input, &output, args.partitions)?,
+                _ => {
+                    let workers = if name.ends_with("2 workers") { 2 } else { 1 };
+                    tidewatch(&args.brokers, &input, &output, workers)?
+                }
+            };
+            let secs = start.elapsed().as_secs_f64();
+            let cpu = cpu_seconds() - cpu0;
+            if copied != args.records as u64 {
+                bail!("{name} copied {copied} of {} records", args.records);
+            }
+            let rate = args.records as f64 / secs;
+            eprintln!("round {}/{}: {name:<34} {:>10.0} records/s  {:>6.1} MB/s  {:.2} CPU s", round + 1, args.rounds, rate, bytes as f64 / secs / 1e6, cpu);
+            samples.entry(name).or_default().push((rate, cpu));
+        }
+    }
+
+    let bare = median(&samples[names[0]].iter().map(|s| s.0).collect::<Vec<_>>());
+    let contenders: Vec<Contender> = names
+        .iter()
+        .map(|name| {
+            let rates: Vec<f64> = samples[name].iter().map(|s| s.0).collect();
+            let cpus: Vec<f64> = samples[name].iter().map(|s| s.1).collect();
+            let med = median(&rates);
+            Contender {
+                name: (*name).to_owned(),
+                median_records_per_s: med,
+                median_mb_per_s: med * (bytes as f64 / args.records as f64) / 1e6,
+                median_cpu_s_per_million: median(&cpus) * 1e6 / args.records as f64,
+                ratio_to_bare: med / bare,
+                records_per_s: rates,
+            }
+        })
+        .collect();
+    let report = Report {
+        benchmark: "passthrough",
+        records: args.records,
+        value_bytes: args.size,
+        partitions: args.partitions,
+        rounds: args.rounds,
+        machine: Machine::current(),
+        contenders,
+    };
+    let table = markdown(&report);
+    println!("{table}");
+    if !args.quick {
+        let dir = results_dir();
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("passthrough.json"), serde_json::to_string_pretty(&report)?)?;
+        std::fs::write(dir.join("passthrough.md"), &table)?;
+        eprintln!("wrote {}", dir.join("passthrough.md").display());
+    }
+    Ok(())
+}
+
+fn markdown(report: &Report) -> String {
+    let mut out = format!(
+        "Passthrough, {} records of {} bytes, {} partitions, median of {} rounds, {} CPUs ({})\n\n| contender | records/s | MB/s | CPU s / M records | ratio to bare loop |\n|---|---:|---:|---:|---:|\n",
+        report.records, report.value_bytes, report.partitions, report.rounds, report.machine.cpus, report.machine.cpu_model
+    );
+    for c in &report.contenders {
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.1} | {:.2} | {:.2} |\n",
+            c.name, c.median_records_per_s, c.median_mb_per_s, c.median_cpu_s_per_million, c.ratio_to_bare
+        ));
+    }
+    out
+}
+
+/// Deterministic records: JSON-ish values padded to `size` bytes, keys per record.
+fn make_records(n: usize, size: usize, partitions: i32) -> Vec<Record> {
+    (0..n)
+        .map(|i| {
+            let mut value = format!("{{\"visit_id\":\"{i}\",\"page\":\"page_{}\",\"pad\":\"", i % 20).into_bytes();
+            value.resize(size.saturating_sub(2).max(value.len()), b'x');
+            value.extend_from_slice(b"\"}");
+            Record {
+                partition: (i as i32) % partitions,
+                offset: -1,
+                timestamp: Some(1_700_000_000_000 + i as i64),
+                key: Some(format!("k{i}").into_bytes()),
+                value: Some(value),
+                headers: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+fn tidewatch(brokers: &str, input: &str, output: &str, workers: usize) -> anyhow::Result<u64> {
+    let job = JobConfig {
+        input_topic: input.to_owned(),
+        output_topic: output.to_owned(),
+        group_id: unique_topic("bench-group"),
+        until_end: true,
+        ..JobConfig::default()
+    };
+    let mut kafka = KafkaConfig::default();
+    kafka.set("bootstrap.servers", brokers);
+    let summary = run_job(job, kafka, &Cluster { workers, ..Cluster::default() }, JobControl::new(), NoObservers)?;
+    Ok(summary.records_delivered)
+}
+
+/// The practical limit: one thread, one consumer, one producer, no dataflow.
+fn bare_loop(brokers: &str, input: &str, output: &str, partitions: i32) -> anyhow::Result<u64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique_topic("bench-bare"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(input, p, Duration::from_secs(10))?;
+        tpl.add_partition_offset(input, p, Offset::Offset(low))?;
+        ends.insert(p, high);
+    }
+    consumer.assign(&tpl)?;
+    let mut next: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
+    let mut copied = 0u64;
+    while next.iter().any(|(p, n)| *n < ends[p]) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                next.insert(m.partition(), m.offset() + 1);
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(output).partition(m.partition());
+                if let Some(k) = m.key() {
+                    record = record.key(k);
+                }
+                if let Some(v) = m.payload() {
+                    record = record.payload(v);
+                }
+                if let Some(ts) = m.timestamp().to_millis() {
+                    record = record.timestamp(ts);
+                }
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                            record = r;
+                            producer.poll(Duration::from_millis(1));
+                        }
+                        Err((e, _)) => return Err(e).context("bare loop produce"),
+                    }
+                }
+                copied += 1;
+                producer.poll(Duration::ZERO);
+            }
+            Some(Err(e)) => bail!("bare loop consume: {e}"),
+            None => {}
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(copied)
+}

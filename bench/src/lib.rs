@@ -1,0 +1,55 @@
+//! Shared pieces of the benchmarks: timing, medians and result files.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// The median of some samples (the mean of the middle two for an even count).
+pub fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Where results are written: `bench/results/` of the source tree.
+pub fn results_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("results")
+}
+
+/// Describes the machine a result was measured on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// CPU model, from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Kernel and OS.
+    pub os: String,
+}
+
+impl Machine {
+    /// Reads the current machine's description.
+    pub fn current() -> Machine {
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_owned()))
+            .unwrap_or_else(|| "unknown".to_owned());
+        let os = std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| std::env::consts::OS.to_owned(), |s| format!("linux {}", s.trim()));
+        Machine { cpus: std::thread::available_parallelism().map_or(1, usize::from), cpu_model, os }
+    }
+}
+
+/// Process CPU time (user + system) in seconds so far, from /proc/self/stat.
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return f64::NAN };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    // utime and stime are fields 14 and 15 of the full line: 11 and 12 after the state.
+    (ticks(11) + ticks(12)) / 100.0
+}

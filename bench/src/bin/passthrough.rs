@@ -45,6 +45,9 @@ struct Args {
     /// Smoke run: 100 000 records, one round.
     #[arg(long)]
     quick: bool,
+    /// Run only the contenders whose name contains this (for profiling one of them).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -84,10 +87,14 @@ fn main() -> anyhow::Result<()> {
     let bytes: usize = records.iter().map(Record::size_bytes).sum();
     drop(records);
 
-    let names = ["bare rdkafka loop", "tidewatch passthrough, 1 worker", "tidewatch passthrough, 2 workers"];
+    let all = ["bare rdkafka loop", "tidewatch passthrough, 1 worker", "tidewatch passthrough, 2 workers"];
+    let names: Vec<&str> = all.into_iter().filter(|n| args.only.as_ref().is_none_or(|o| n.contains(o.as_str()))).collect();
+    if names.is_empty() {
+        bail!("--only matches none of {all:?}");
+    }
     let mut samples: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
     for round in 0..args.rounds {
-        for name in names {
+        for &name in &names {
             let output = unique_topic("bench-out");
             create_topics(&args.brokers, &[&output], args.partitions)?;
             let cpu0 = cpu_seconds();
@@ -110,7 +117,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    let bare = median(&samples[names[0]].iter().map(|s| s.0).collect::<Vec<_>>());
+    let bare = samples.get(all[0]).map_or(f64::NAN, |s| median(&s.iter().map(|s| s.0).collect::<Vec<_>>()));
     let contenders: Vec<Contender> = names
         .iter()
         .map(|name| {

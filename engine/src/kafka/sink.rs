@@ -8,8 +8,9 @@
 //! skipped silently. The producer is idempotent by default, so retries keep the order
 //! within each partition.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -43,10 +44,15 @@ pub struct Delivered {
     pub records: u64,
 }
 
-/// Counts acknowledgements per epoch; librdkafka calls it from `poll` on the worker's thread.
+/// How many epochs a sink can have awaiting acknowledgement at once; beyond that it
+/// waits for the oldest (the output broker is far behind, and waiting is the backpressure).
+const SLOTS: usize = 1024;
+
+/// Counts acknowledgements per epoch slot; librdkafka calls it from `poll` on the worker's
+/// thread. Each pending epoch owns one slot, so counting is one relaxed atomic add.
 #[derive(Debug)]
 struct SinkContext {
-    acked: Mutex<HashMap<u64, u64>>,
+    acked: [AtomicU64; SLOTS],
     failure: Mutex<Option<EngineError>>,
     topic: String,
 }
@@ -56,11 +62,12 @@ impl ClientContext for SinkContext {}
 impl ProducerContext for SinkContext {
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
         match result {
             Ok(_) => {
-                let mut acked = self.acked.lock().unwrap_or_else(PoisonError::into_inner);
-                *acked.entry(epoch as u64).or_insert(0) += 1;
+                if let Some(counter) = self.acked.get(slot) {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Err((error, message)) => {
                 let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
@@ -80,6 +87,7 @@ impl ProducerContext for SinkContext {
 #[derive(Debug)]
 struct Pending {
     capability: Capability<u64>,
+    slot: usize,
     sent: u64,
 }
 
@@ -98,7 +106,11 @@ impl KafkaSink {
         control: Arc<JobControl>,
     ) -> Result<Stream<'scope, u64, Vec<Delivered>>> {
         let brokers = kafka.brokers().to_owned();
-        let context = SinkContext { acked: Mutex::default(), failure: Mutex::default(), topic: topic.to_owned() };
+        let context = SinkContext {
+            acked: std::array::from_fn(|_| AtomicU64::new(0)),
+            failure: Mutex::default(),
+            topic: topic.to_owned(),
+        };
         let producer: BaseProducer<SinkContext> = kafka
             .producer_config()?
             .create_with_context(context)
@@ -114,6 +126,7 @@ impl KafkaSink {
             move |_capability, info| {
                 let activator = scope.activator_for(Rc::clone(&info.address));
                 let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+                let mut free_slots: Vec<usize> = (0..SLOTS).rev().collect();
                 let mut failed = false;
                 move |(input, frontier), output| {
                     let port = output.output_index();
@@ -127,12 +140,34 @@ impl KafkaSink {
                             failed = true;
                             return;
                         };
-                        let entry = pending
-                            .entry(epoch)
-                            .or_insert_with(|| Pending { capability: capability.delayed(&epoch, port), sent: 0 });
+                        if !pending.contains_key(&epoch) {
+                            let slot = loop {
+                                if let Some(slot) = free_slots.pop() {
+                                    break Some(slot);
+                                }
+                                // Every slot awaits acknowledgements: wait for closed epochs to be acknowledged.
+                                let closed = pending.keys().any(|e| !frontier.less_equal(e));
+                                if !closed {
+                                    break None;
+                                }
+                                producer.poll(QUEUE_FULL_BACKOFF);
+                                release(&producer, &mut pending, &mut free_slots, frontier.frontier(), &control, |capability, delivered| {
+                                    output.session(capability).give(delivered);
+                                });
+                            };
+                            let Some(slot) = slot else {
+                                control.fail(EngineError::Runtime(format!("KafkaSink({topic}) has {SLOTS} epochs in flight, none closed")));
+                                failed = true;
+                                data.clear();
+                                return;
+                            };
+                            producer.context().acked[slot].store(0, Ordering::Relaxed);
+                            pending.insert(epoch, Pending { capability: capability.delayed(&epoch, port), slot, sent: 0 });
+                        }
+                        let Some(entry) = pending.get_mut(&epoch) else { return };
                         let mut sent = 0u64;
                         for record in data.drain(..) {
-                            match send(&producer, &topic, &record, epoch) {
+                            match send(&producer, &topic, &record, entry.slot) {
                                 Ok(()) => sent += 1,
                                 Err(error) => {
                                     control.fail(error);
@@ -154,22 +189,9 @@ impl KafkaSink {
                         return;
                     }
 
-                    let mut acked = producer.context().acked.lock().unwrap_or_else(PoisonError::into_inner);
-                    let mut done = Vec::new();
-                    for (epoch, entry) in &pending {
-                        let complete = !frontier.less_equal(epoch) && acked.get(epoch).copied().unwrap_or(0) >= entry.sent;
-                        if complete {
-                            done.push(*epoch);
-                        }
-                    }
-                    for epoch in done {
-                        if let Some(entry) = pending.remove(&epoch) {
-                            acked.remove(&epoch);
-                            JobMetrics::add(&control.metrics.records_delivered, entry.sent);
-                            output.session(&entry.capability).give(Delivered { epoch, records: entry.sent });
-                        }
-                    }
-                    drop(acked);
+                    release(&producer, &mut pending, &mut free_slots, frontier.frontier(), &control, |capability, delivered| {
+                        output.session(capability).give(delivered);
+                    });
                     if !pending.is_empty() {
                         activator.activate_after(ACK_POLL);
                     }
@@ -180,15 +202,42 @@ impl KafkaSink {
     }
 }
 
+/// Releases every pending epoch that is complete: no more input can arrive for it
+/// (`frontier` has passed it) and every record sent for it is acknowledged. Reports each
+/// released epoch through `emit`.
+fn release(
+    producer: &BaseProducer<SinkContext>,
+    pending: &mut BTreeMap<u64, Pending>,
+    free_slots: &mut Vec<usize>,
+    frontier: timely::progress::frontier::AntichainRef<'_, u64>,
+    control: &JobControl,
+    mut emit: impl FnMut(&Capability<u64>, Delivered),
+) {
+    let done: Vec<u64> = pending
+        .iter()
+        .filter(|(epoch, entry)| {
+            !frontier.less_equal(epoch) && producer.context().acked[entry.slot].load(Ordering::Relaxed) >= entry.sent
+        })
+        .map(|(epoch, _)| *epoch)
+        .collect();
+    for epoch in done {
+        if let Some(entry) = pending.remove(&epoch) {
+            free_slots.push(entry.slot);
+            JobMetrics::add(&control.metrics.records_delivered, entry.sent);
+            emit(&entry.capability, Delivered { epoch, records: entry.sent });
+        }
+    }
+}
+
 /// Hands one record to the producer, waiting while its queue is full.
-fn send(producer: &BaseProducer<SinkContext>, topic: &str, record: &Record, epoch: u64) -> Result<()> {
+fn send(producer: &BaseProducer<SinkContext>, topic: &str, record: &Record, slot: usize) -> Result<()> {
     let headers = (!record.headers.is_empty()).then(|| {
         record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |hs, (key, value)| {
             hs.insert(Header { key: key.as_str(), value: value.as_deref() })
         })
     });
     let mut message: BaseRecord<'_, [u8], [u8], usize> =
-        BaseRecord::with_opaque_to(topic, usize::try_from(epoch).unwrap_or(usize::MAX)).partition(record.partition);
+        BaseRecord::with_opaque_to(topic, slot).partition(record.partition);
     if let Some(key) = &record.key {
         message = message.key(key.as_slice());
     }

@@ -6,7 +6,7 @@
 //! once every record of the epoch, on every worker, is acknowledged by the output
 //! broker. A crash therefore replays at most the uncommitted epochs: at-least-once.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,12 +17,13 @@ use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::operators::generic::operator::source;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::{Scope, Stream};
 
 use crate::assign::partitions_for_worker;
 use crate::config::{JobConfig, KafkaConfig};
 use crate::control::{JobControl, JobMetrics};
-use crate::epoch::current_epoch;
+use crate::epoch::{epoch_of, now_ms};
 use crate::error::{EngineError, Result};
 use crate::kafka::plan::TopicPlan;
 use crate::record::Record;
@@ -31,8 +32,9 @@ use crate::record::Record;
 const MAX_BATCH: usize = 8192;
 /// Longest one activation of the source polls.
 const MAX_POLL: Duration = Duration::from_millis(2);
-/// How soon an idle source looks again.
-const IDLE_POLL: Duration = Duration::from_millis(2);
+/// Longest an idle source sleeps (it is woken earlier by new data or the next epoch),
+/// so stop requests are seen promptly.
+const IDLE_WAKE: Duration = Duration::from_millis(100);
 
 /// Context of the engine's consumers: end-of-partition events are expected (the
 /// source asks for them), every other client-level error is logged with its reason.
@@ -184,20 +186,30 @@ impl KafkaSource {
         tracing::info!(worker, topic = %plan.topic, partitions = ?mine, "source assigned");
         control.metrics.set_positions(state.positions.iter().map(|(p, o)| (*p, *o)));
 
-        let handle = Rc::new(SourceHandle { consumer, topic: plan.topic.clone(), brokers, worker, state: RefCell::new(state) });
+        let mut handle = SourceHandle { consumer, topic: plan.topic.clone(), brokers, worker, state: RefCell::new(state) };
         let epoch_ms = job.epoch_ms();
         let until_end = job.until_end;
         let name = format!("KafkaSource({})", plan.topic);
-        let source_handle = Rc::clone(&handle);
+        // The operator's constructor runs inside `source`, and hands the shared handle out through here.
+        let shared: Rc<OnceCell<Rc<SourceHandle>>> = Rc::new(OnceCell::new());
+        let shared_out = Rc::clone(&shared);
 
-        let stream = source(scope, &name, move |capability, info| {
+        let stream = source::<_, CapacityContainerBuilder<Vec<Record>>, _, _>(scope, &name, move |capability, info| {
             let activator = scope.activator_for(Rc::clone(&info.address));
-            let handle = source_handle;
+            // Event-driven: librdkafka wakes the worker when the consumer's queue turns non-empty,
+            // so an idle source neither spins nor sleeps past new data.
+            let wake = scope.worker().sync_activator_for(info.address.to_vec());
+            handle.consumer.set_nonempty_callback(move || {
+                let _ = wake.activate();
+            });
+            let handle = Rc::new(handle);
+            let _ = shared.set(Rc::clone(&handle));
             let mut capability = Some(capability);
             let mut last_warning: Option<Instant> = None;
             move |output| {
                 let Some(cap) = capability.as_mut() else { return };
-                let now = current_epoch(epoch_ms);
+                let now_ms = now_ms();
+                let now = epoch_of(now_ms, epoch_ms);
                 if now > *cap.time() {
                     handle.close_epoch(*cap.time(), &control.metrics);
                     cap.downgrade(&now);
@@ -212,12 +224,16 @@ impl KafkaSource {
                 let started = Instant::now();
                 let mut emitted = 0usize;
                 let mut bytes = 0usize;
+                let mut drained = false;
                 {
                     let mut session = output.session(&*cap);
                     let mut state = handle.state.borrow_mut();
                     while emitted < MAX_BATCH {
                         match handle.consumer.poll(Duration::ZERO) {
-                            None => break,
+                            None => {
+                                drained = true;
+                                break;
+                            }
                             Some(Ok(message)) => {
                                 let record = Record::from_message(&message);
                                 state.positions.insert(record.partition, record.offset + 1);
@@ -235,10 +251,11 @@ impl KafkaSource {
                                     tracing::warn!(worker = handle.worker, topic = %handle.topic, %error, "consumer error; retrying");
                                     last_warning = Some(Instant::now());
                                 }
+                                drained = true;
                                 break;
                             }
                         }
-                        if started.elapsed() > MAX_POLL {
+                        if emitted % 256 == 0 && started.elapsed() > MAX_POLL {
                             break;
                         }
                     }
@@ -246,12 +263,20 @@ impl KafkaSource {
                 if emitted > 0 {
                     JobMetrics::add(&control.metrics.records_in, emitted as u64);
                     JobMetrics::add(&control.metrics.bytes_in, bytes as u64);
-                    activator.activate();
+                }
+                if drained {
+                    // Nothing left: the queue callback wakes us for data; this timer for the next epoch.
+                    let to_next_epoch = (now + epoch_ms).saturating_sub(now_ms).max(1);
+                    activator.activate_after(Duration::from_millis(to_next_epoch).min(IDLE_WAKE));
                 } else {
-                    activator.activate_after(IDLE_POLL);
+                    activator.activate();
                 }
             }
         });
+        let handle = shared_out
+            .get()
+            .map(Rc::clone)
+            .ok_or_else(|| EngineError::Runtime("the source operator was not constructed".to_owned()))?;
         Ok((stream.container::<Vec<Record>>(), handle))
     }
 }

@@ -52,7 +52,7 @@ pub enum EngineError {
         context: String,
         /// librdkafka's error.
         #[source]
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
         /// How to fix it, if known (starts with a separator).
         hint: String,
     },
@@ -102,7 +102,7 @@ impl EngineError {
         } else {
             String::new()
         };
-        EngineError::Kafka { brokers: brokers.to_owned(), context: context.into(), source, hint }
+        EngineError::Kafka { brokers: brokers.to_owned(), context: context.into(), source: Box::new(source), hint }
     }
 }
 

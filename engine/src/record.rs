@@ -47,3 +47,6 @@ impl Record {
             + self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum::<usize>()
     }
 }
+
+/// A timely stream of records at processing-time epochs (`u64` milliseconds).
+pub type RecordStream<'scope> = timely::dataflow::Stream<'scope, u64, Vec<Record>>;

@@ -238,8 +238,11 @@ pub fn end_offsets(brokers: &str, topic: &str, partitions: i32) -> anyhow::Resul
     (0..partitions).map(|p| Ok((p, consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?.1))).collect()
 }
 
+/// Key, value, headers and timestamp of a record.
+pub type Content<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, &'a [(String, Option<Vec<u8>>)], Option<i64>);
+
 /// The payload-level view of a record: what the passthrough must preserve.
-pub fn content(r: &Record) -> (Option<&[u8]>, Option<&[u8]>, &[(String, Option<Vec<u8>>)], Option<i64>) {
+pub fn content(r: &Record) -> Content<'_> {
     (r.key.as_deref(), r.value.as_deref(), r.headers.as_slice(), r.timestamp)
 }
 

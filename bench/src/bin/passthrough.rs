@@ -8,6 +8,8 @@
 //! cargo run --release -p tidewatch-bench --bin passthrough -- [--records 1000000] [--quick]
 //! ```
 
+#![allow(clippy::print_stdout)] // the result table is the program's output
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -18,7 +18,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::operators::generic::operator::source;
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::{Scope, Stream};
+use timely::dataflow::Scope;
 
 use crate::assign::partitions_for_worker;
 use crate::config::{JobConfig, KafkaConfig};
@@ -26,7 +26,7 @@ use crate::control::{JobControl, JobMetrics};
 use crate::epoch::{epoch_of, now_ms};
 use crate::error::{EngineError, Result};
 use crate::kafka::plan::TopicPlan;
-use crate::record::Record;
+use crate::record::{Record, RecordStream};
 
 /// Most records one activation of the source emits before yielding to other operators.
 const MAX_BATCH: usize = 8192;
@@ -161,7 +161,7 @@ impl KafkaSource {
         job: &JobConfig,
         kafka: &KafkaConfig,
         control: Arc<JobControl>,
-    ) -> Result<(Stream<'scope, u64, Vec<Record>>, Rc<SourceHandle>)> {
+    ) -> Result<(RecordStream<'scope>, Rc<SourceHandle>)> {
         let worker = scope.index();
         let mine = partitions_for_worker(&plan.partitions, worker, scope.peers());
         let brokers = kafka.brokers().to_owned();

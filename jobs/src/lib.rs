@@ -2,5 +2,6 @@
 //! so benchmarks and integration tests drive the same code as the `tidewatch` binary.
 
 pub mod config;
+pub mod demo;
 pub mod signals;
 pub mod visits;

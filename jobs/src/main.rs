@@ -10,6 +10,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tidewatch_engine::{run_job, JobControl, NoObservers};
 use tidewatch_jobs::config::{ClusterFlags, JobFlags};
+use tidewatch_jobs::demo::{run_demo, DemoArgs};
+use tidewatch_jobs::visits::GenerateArgs;
 use tidewatch_jobs::signals::stop_on_signals;
 use tracing_subscriber::EnvFilter;
 
@@ -33,14 +35,21 @@ enum Command {
         #[arg(long, action = clap::ArgAction::Help)]
         help: Option<bool>,
     },
+    /// Run the job on an embedded mock cluster with a built-in visits producer (no services needed).
+    Demo(DemoArgs),
+    /// Produce reference-shaped website visits to a topic.
+    Generate(GenerateArgs),
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo's live progress line is its output; keep the log to warnings there unless asked.
+    let default_filter = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info,librdkafka=warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,librdkafka=warn")))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tidewatch: error: {error:#}");
@@ -62,6 +71,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bytes_in = summary.bytes_in,
                 "job finished"
             );
+            Ok(())
+        }
+        Command::Demo(args) => {
+            let control = JobControl::new();
+            stop_on_signals(&control)?;
+            let summary = run_demo(&args, control)?;
+            let delivered = summary.job.records_delivered;
+            #[allow(clippy::print_stdout)] // the demo's closing report is its output
+            {
+                println!("demo: produced {} visits to `visits`, copied {delivered} to `processed_visits`", summary.produced);
+                println!("demo: read {} records ({} bytes) in total", summary.job.records_in, summary.job.bytes_in);
+            }
+            Ok(())
+        }
+        Command::Generate(args) => {
+            tidewatch_jobs::visits::run(&args)?;
             Ok(())
         }
     }

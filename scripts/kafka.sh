@@ -1,61 +1,99 @@
 #!/usr/bin/env bash
-# A real single-node Apache Kafka broker (KRaft, broker + controller in one JVM) for
-# development, tests and benchmarks, built from Maven Central jars with the machine's
-# Java. No docker.
+# A real single-node Apache Kafka broker (KRaft: broker and controller in one JVM) for
+# development, tests and benchmarks, run from Maven Central jars with the machine's
+# Java 17+. No docker.
 #
 #   scripts/kafka.sh start                   start (idempotent) and wait until ready
 #   scripts/kafka.sh stop                    stop it (TERM, then KILL after 30 s)
-#   scripts/kafka.sh status                  exit 0 if it answers
-#   scripts/kafka.sh kill9                   kill -9 (keeps the data; for fault tests)
-#   scripts/kafka.sh create-topic NAME [N]   create a topic with N partitions (default 2)
+#   scripts/kafka.sh status                  exit 0 and print the bootstrap servers if it answers
+#   scripts/kafka.sh kill9                   kill -9 the broker, keeping its data (fault tests)
+#   scripts/kafka.sh create-topic NAME [N]   create a topic with N partitions (default 1)
 #   scripts/kafka.sh logs                    follow the broker log
 #
-# Environment: TIDEWATCH_KAFKA_PORT (9092), TIDEWATCH_KAFKA_CONTROLLER_PORT (9093),
-# TIDEWATCH_STATE_DIR (/tmp/tidewatch), TIDEWATCH_KAFKA_KEEP_DATA=1 to restart on the
-# existing data, TIDEWATCH_CACHE (~/.cache/tidewatch) for the jars.
+# Environment:
+#   TIDEWATCH_KAFKA_PORT             broker port (9092)
+#   TIDEWATCH_KAFKA_CONTROLLER_PORT  controller port (9093)
+#   TIDEWATCH_STATE_DIR              data and logs go to $TIDEWATCH_STATE_DIR/kafka-<port> (/tmp/tidewatch)
+#   TIDEWATCH_KAFKA_KEEP_DATA=1      start on the existing data (e.g. after kill9) instead of a fresh dir
+#   TIDEWATCH_CACHE                  jar cache, <cache>/kafka-<version>/libs (~/.cache/tidewatch)
+#   TIDEWATCH_KAFKA_VERSION          Kafka version from Maven Central (4.1.2; 4.1 or later)
+#   JAVA_HOME                        the Java to use (else java on PATH)
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-version="4.1.2"
+version="${TIDEWATCH_KAFKA_VERSION:-4.1.2}"
 port="${TIDEWATCH_KAFKA_PORT:-9092}"
 controller_port="${TIDEWATCH_KAFKA_CONTROLLER_PORT:-9093}"
 state="${TIDEWATCH_STATE_DIR:-/tmp/tidewatch}/kafka-$port"
 libs="${TIDEWATCH_CACHE:-$HOME/.cache/tidewatch}/kafka-$version/libs"
+props="$state/server.properties"
 pidfile="$state/kafka.pid"
 logfile="$state/kafka.log"
 bootstrap="127.0.0.1:$port"
+java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+jvm_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true)
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
+say() { echo "kafka.sh: $*"; }
+
+[[ "$port" =~ ^[0-9]+$ && "$controller_port" =~ ^[0-9]+$ ]] || die "ports must be numbers"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-running_pid() {
-  [ -f "$pidfile" ] || return 1
-  local pid; pid="$(cat "$pidfile")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+# The pid of this state dir's broker JVM, found through the pid file or, failing that,
+# by its command line (which names this state dir's server.properties).
+broker_pid() {
+  local pid f
+  if [ -f "$pidfile" ]; then
+    pid="$(cat "$pidfile")"
+    if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "kafka.Kafka $props"; then
+      echo "$pid"; return 0
+    fi
+  fi
+  for f in /proc/[0-9]*/cmdline; do
+    if tr '\0' ' ' 2>/dev/null <"$f" | grep -q "^\S*java .*kafka\.Kafka $props"; then
+      pid="${f#/proc/}"; echo "${pid%/cmdline}"; return 0
+    fi
+  done
+  return 1
 }
 
+# Fetches the jars once; the marker holds the pom's checksum so that editing the pom
+# (or the version) fetches again.
 ensure_jars() {
-  [ -f "$libs/.complete" ] && return 0
-  command -v java >/dev/null || die "java is required (Debian: apt-get install -y openjdk-17-jre-headless)"
+  local want
+  want="$version $(sha256sum "$here/kafka/pom.xml" | cut -d' ' -f1)"
+  [ "$(cat "$libs/.complete" 2>/dev/null)" = "$want" ] && return 0
   command -v mvn >/dev/null || die "mvn is required (Debian: apt-get install -y maven)"
-  echo "kafka.sh: fetching Apache Kafka $version jars from Maven Central into $libs ..."
-  rm -rf "$libs"; mkdir -p "$libs"
-  mvn -q -B -f "$here/kafka/pom.xml" -Dkafka.version="$version" \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs" >"$libs.mvn.log" 2>&1 \
+  say "fetching Apache Kafka $version jars from Maven Central into $libs ..."
+  # Fetch next to the old dir and swap, so a broker running from the old jars survives.
+  rm -rf "$libs.new"; mkdir -p "$libs.new"
+  mvn -q -B -Dstyle.color=never -f "$here/kafka/pom.xml" -Dkafka.version="$version" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs.new" >"$libs.mvn.log" 2>&1 \
     || { tail -n 30 "$libs.mvn.log" >&2; die "mvn could not fetch the Kafka jars (is Maven Central reachable?)"; }
-  touch "$libs/.complete"
+  echo "$want" >"$libs.new/.complete"
+  rm -rf "$libs.old"
+  [ -d "$libs" ] && mv "$libs" "$libs.old"
+  mv "$libs.new" "$libs"
+  rm -rf "$libs.old"
 }
 
-java_cmd() {
-  java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
-       -Dlog4j2.configurationFile="${log_config:-$here/kafka/log4j2.properties}" \
-       -cp "$libs/*" "$@"
+check_java() {
+  command -v "$java" >/dev/null || die "java 17+ is required (Debian: apt-get install -y openjdk-17-jre-headless)"
+  local v
+  v="$("$java" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)"
+  [ "${v:-0}" -ge 17 ] || die "Kafka $version needs Java 17 or later (found: ${v:-unknown})"
+}
+
+# Runs a Kafka tool in the foreground with the quiet logging configuration.
+tool() {
+  "$java" "${jvm_opts[@]}" -Dlog4j2.configurationFile="$here/kafka/tools-log4j2.properties" \
+    -cp "$libs/*" "$@"
 }
 
 write_properties() {
   mkdir -p "$state/data"
-  cat > "$state/server.properties" <<PROPS
+  cat >"$props" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
@@ -74,82 +112,129 @@ transaction.state.log.num.partitions=4
 group.initial.rebalance.delay.ms=0
 message.max.bytes=2097152
 replica.fetch.max.bytes=2097152
-log.retention.hours=24
+# Never delete by time: tests use synthetic (old) record timestamps, and time-based
+# retention measures the age from those, deleting fresh data within minutes.
+log.retention.ms=-1
 log.segment.bytes=268435456
 PROPS
+}
+
+# A cluster id as Kafka's Uuid.randomUuid() makes it (22 base64url characters, not
+# starting with '-'), without paying for a JVM start.
+random_cluster_id() {
+  local id
+  while :; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c 1-22)"
+    [ "${id:0:1}" != "-" ] && { echo "$id"; return; }
+  done
 }
 
 wait_ready() {
   local pid="$1" deadline=$((SECONDS + 120))
   while [ $SECONDS -lt $deadline ]; do
     kill -0 "$pid" 2>/dev/null || { tail -n 40 "$logfile" >&2; die "the broker exited during start-up (log: $logfile)"; }
-    if port_open "$port" && grep -q "Kafka Server started\|\[KafkaRaftServer nodeId=1\] Kafka Server started" "$logfile" 2>/dev/null; then
+    if grep -q "Kafka Server started" "$logfile" 2>/dev/null && port_open "$port"; then
       return 0
     fi
-    sleep 0.5
+    sleep 0.25
   done
   tail -n 40 "$logfile" >&2
-  die "the broker did not become ready within 120 s (log: $logfile)"
+  die "the broker did not become ready within 120 s (log: $logfile; it is still running, pid $pid)"
+}
+
+usage_hint() {
+  local env=""
+  [ -n "${TIDEWATCH_KAFKA_PORT:-}" ] && env+="TIDEWATCH_KAFKA_PORT=$port "
+  [ -n "${TIDEWATCH_STATE_DIR:-}" ] && env+="TIDEWATCH_STATE_DIR=$TIDEWATCH_STATE_DIR "
+  echo "bootstrap servers: $bootstrap"
+  echo "stop it with: $env$0 stop"
 }
 
 start() {
-  if pid="$(running_pid)"; then
-    echo "kafka.sh: broker already running (pid $pid)"
-    echo "bootstrap servers: $bootstrap"
+  local pid started
+  if pid="$(broker_pid)"; then
+    echo "$pid" >"$pidfile"
+    wait_ready "$pid"
+    say "broker already running (pid $pid, data in $state)"
+    usage_hint
     return 0
   fi
   port_open "$port" && die "port $port is in use by another process; set TIDEWATCH_KAFKA_PORT"
+  port_open "$controller_port" && die "port $controller_port is in use by another process; set TIDEWATCH_KAFKA_CONTROLLER_PORT"
+  check_java
   ensure_jars
-  if [ "${TIDEWATCH_KAFKA_KEEP_DATA:-0}" != 1 ] || [ ! -f "$state/server.properties" ]; then
+  started=$SECONDS
+  if [ "${TIDEWATCH_KAFKA_KEEP_DATA:-0}" = 1 ] && [ -f "$state/data/meta.properties" ]; then
+    say "restarting on the existing data in $state"
+    write_properties
+    [ -f "$logfile" ] && mv -f "$logfile" "$logfile.1"
+  else
     rm -rf "$state"
     write_properties
-    local cluster_id
-    cluster_id="$(java_cmd kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
-    java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$state/server.properties" --ignore-formatted >"$state/format.log" 2>&1 \
-      || { cat "$state/format.log" >&2; die "formatting the storage failed"; }
+    tool kafka.tools.StorageTool format -t "$(random_cluster_id)" -c "$props" --ignore-formatted \
+      >"$state/format.log" 2>&1 || { cat "$state/format.log" >&2; die "formatting the storage failed"; }
   fi
-  local started=$SECONDS
-  java_cmd kafka.Kafka "$state/server.properties" >"$logfile" 2>&1 </dev/null &
-  echo $! > "$pidfile"
-  wait_ready "$(cat "$pidfile")"
-  echo "kafka.sh: Apache Kafka $version ready in $((SECONDS - started)) s (pid $(cat "$pidfile"), data in $state)"
-  echo "bootstrap servers: $bootstrap"
-  echo "stop it with: scripts/kafka.sh stop"
+  # The broker logs to stdout (see kafka/log4j2.properties), which goes to the log file;
+  # it must not inherit the lock's descriptor (9).
+  nohup "$java" "${jvm_opts[@]}" -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
+    -cp "$libs/*" kafka.Kafka "$props" >"$logfile" 2>&1 </dev/null 9>&- &
+  pid=$!
+  echo "$pid" >"$pidfile"
+  wait_ready "$pid"
+  say "Apache Kafka $version ready in $((SECONDS - started)) s (pid $pid, data in $state)"
+  usage_hint
 }
 
 stop() {
   local pid
-  if ! pid="$(running_pid)"; then
-    echo "kafka.sh: no broker running"
+  if ! pid="$(broker_pid)"; then
+    say "no broker running"
     rm -f "$pidfile"
     return 0
   fi
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do
+  for _ in $(seq 1 120); do
     kill -0 "$pid" 2>/dev/null || break
-    sleep 0.5
+    sleep 0.25
   done
   if kill -0 "$pid" 2>/dev/null; then
-    echo "kafka.sh: broker did not stop in 30 s; killing it"
+    say "broker did not stop within 30 s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
   fi
   rm -f "$pidfile"
-  echo "kafka.sh: broker stopped"
+  say "broker stopped"
+}
+
+# One start/stop/kill9 at a time per state dir.
+lock() {
+  command -v flock >/dev/null || return 0
+  mkdir -p "$(dirname "$state")"
+  exec 9>"$state.lock"
+  flock 9
 }
 
 case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
+  start) lock; start ;;
+  stop) lock; stop ;;
   status)
-    if running_pid >/dev/null && port_open "$port"; then echo "bootstrap servers: $bootstrap"; else echo "kafka.sh: not running"; exit 1; fi ;;
+    if broker_pid >/dev/null && port_open "$port"; then
+      echo "bootstrap servers: $bootstrap"
+    else
+      say "not running"; exit 1
+    fi ;;
   kill9)
-    pid="$(running_pid)" || die "no broker running"
-    kill -KILL "$pid"; echo "kafka.sh: killed broker $pid with SIGKILL (data kept in $state)" ;;
+    lock
+    pid="$(broker_pid)" || die "no broker running"
+    kill -KILL "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    say "killed broker $pid with SIGKILL (data kept in $state; restart it with TIDEWATCH_KAFKA_KEEP_DATA=1 $0 start)" ;;
   create-topic)
     [ -n "${2:-}" ] || die "usage: kafka.sh create-topic NAME [PARTITIONS]"
+    check_java
     ensure_jars
-    log_config="$here/kafka/tools-log4j2.properties" java_cmd org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create --if-not-exists \
-      --topic "$2" --partitions "${3:-2}" --replication-factor 1 ;;
-  logs) tail -F "$logfile" ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create --if-not-exists \
+      --topic "$2" --partitions "${3:-1}" --replication-factor 1 ;;
+  logs) tail -n 100 -F "$logfile" ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -17,4 +17,4 @@ pub use config::{JobConfig, KafkaConfig, StartFrom};
 pub use control::{JobControl, JobMetrics};
 pub use error::{EngineError, Fault, Result};
 pub use record::{Record, RecordStream};
-pub use runtime::{run_job, Cluster, NoObservers, Observe, RunSummary, WorkerContext};
+pub use runtime::{run_job, Cluster, NoObservers, Observe, ObserveInputs, RunSummary, WorkerContext};

@@ -3,6 +3,7 @@
 //! steps the workers until the job is done, stopped or failed.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::control::JobControl;
 use crate::error::{EngineError, Result};
 use crate::kafka::commit::commit_offsets;
 use crate::kafka::watermarks::spawn_watermark_monitor;
-use crate::kafka::{KafkaSink, KafkaSource, TopicPlan};
+use crate::kafka::{Delivered, KafkaSink, KafkaSource, SourceHandle, TopicPlan};
 use crate::record::Record;
 
 /// timely's own process layout: `-w` workers per process, `-n` processes, this one `-p`,
@@ -98,11 +99,22 @@ pub struct WorkerContext {
     pub job: JobConfig,
 }
 
+/// What observers of one worker can watch.
+#[derive(Debug)]
+pub struct ObserveInputs<'scope> {
+    /// The records this worker read, at their epochs (before they are written).
+    pub records: Stream<'scope, u64, Vec<Record>>,
+    /// Per epoch, how many records this worker's sink delivered, once they are acknowledged.
+    pub delivered: Stream<'scope, u64, Vec<Delivered>>,
+    /// This worker's source: positions at each epoch close ([`SourceHandle::take_progress`]).
+    pub source: Rc<SourceHandle>,
+}
+
 /// The observers to attach on every worker: called once per worker while the dataflow
-/// is built, with the stream of records the worker read (before they are written).
+/// is built.
 pub trait Observe: Send + Sync + 'static {
-    /// Attaches observation operators to `records`.
-    fn observe<'scope>(&self, records: Stream<'scope, u64, Vec<Record>>, context: &WorkerContext);
+    /// Attaches observation operators to the worker's streams.
+    fn observe<'scope>(&self, inputs: ObserveInputs<'scope>, context: &WorkerContext);
 }
 
 /// Observes nothing: the plain passthrough.
@@ -110,7 +122,7 @@ pub trait Observe: Send + Sync + 'static {
 pub struct NoObservers;
 
 impl Observe for NoObservers {
-    fn observe<'scope>(&self, _records: Stream<'scope, u64, Vec<Record>>, _context: &WorkerContext) {}
+    fn observe<'scope>(&self, _inputs: ObserveInputs<'scope>, _context: &WorkerContext) {}
 }
 
 /// Figures of one finished run, summed over the workers of this process.
@@ -149,8 +161,8 @@ pub fn run_job<O: Observe>(
         };
         let built = worker.dataflow::<u64, _, _>(|scope: Scope<'_, u64>| -> Result<_> {
             let (records, handle) = KafkaSource::build(scope, &plan, &job, &kafka, Arc::clone(&control))?;
-            observers.observe(records.clone(), &context);
-            let delivered = KafkaSink::build(records, &job.output_topic, &kafka, Arc::clone(&control))?;
+            let delivered = KafkaSink::build(records.clone(), &job.output_topic, &kafka, Arc::clone(&control))?;
+            observers.observe(ObserveInputs { records, delivered: delivered.clone(), source: Rc::clone(&handle) }, &context);
             let (probe, delivered) = delivered.probe();
             commit_offsets(delivered, handle, Arc::clone(&control));
             Ok(probe)

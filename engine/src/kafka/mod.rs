@@ -9,4 +9,4 @@ pub mod watermarks;
 
 pub use plan::TopicPlan;
 pub use sink::{Delivered, KafkaSink};
-pub use source::{KafkaSource, SourceHandle};
+pub use source::{EpochProgress, KafkaSource, SourceHandle};

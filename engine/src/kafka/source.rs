@@ -83,6 +83,21 @@ struct SourceState {
     committed: BTreeMap<i32, i64>,
     /// Partitions that reported end of partition since their last record.
     at_eof: BTreeMap<i32, bool>,
+    /// Timestamp (ms) of the newest record read, per partition.
+    newest: BTreeMap<i32, i64>,
+    /// Epoch closes not yet taken by [`SourceHandle::take_progress`], oldest first.
+    progress: VecDeque<EpochProgress>,
+    /// Whether the source has dropped its capability for good.
+    finished: bool,
+}
+
+/// Where a worker's partitions stood when one of its epochs closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochProgress {
+    /// The epoch that closed.
+    pub epoch: u64,
+    /// Per partition: next offset to read, and the timestamp (ms) of the newest record read, if any.
+    pub partitions: BTreeMap<i32, (i64, Option<i64>)>,
 }
 
 impl SourceHandle {
@@ -105,9 +120,19 @@ impl SourceHandle {
         })
     }
 
-    /// Logs the positions at the close of epoch `time`, if they moved.
+    /// Takes the epoch closes logged since the last call, oldest first, and whether the
+    /// source has finished (no more will come).
+    pub fn take_progress(&self) -> (Vec<EpochProgress>, bool) {
+        let mut state = self.state.borrow_mut();
+        (state.progress.drain(..).collect(), state.finished)
+    }
+
+    /// Logs the positions at the close of epoch `time`, for the commit if they moved and
+    /// for the observers always.
     fn close_epoch(&self, time: u64, metrics: &JobMetrics) {
         let mut state = self.state.borrow_mut();
+        let partitions = state.positions.iter().map(|(p, pos)| (*p, (*pos, state.newest.get(p).copied()))).collect();
+        state.progress.push_back(EpochProgress { epoch: time, partitions });
         let last = state.closed.back().map_or(&state.committed, |(_, p)| p);
         if *last != state.positions {
             let positions = state.positions.clone();
@@ -216,6 +241,7 @@ impl KafkaSource {
                 }
                 if control.stop_requested() || (until_end && handle.reached_end()) {
                     handle.close_epoch(*cap.time(), &control.metrics);
+                    handle.state.borrow_mut().finished = true;
                     tracing::info!(worker = handle.worker, positions = ?handle.positions(), "source finished");
                     capability = None;
                     return;
@@ -238,6 +264,9 @@ impl KafkaSource {
                                 let record = Record::from_message(&message);
                                 state.positions.insert(record.partition, record.offset + 1);
                                 state.at_eof.insert(record.partition, false);
+                                if let Some(ts) = record.timestamp {
+                                    state.newest.insert(record.partition, ts);
+                                }
                                 bytes += record.size_bytes();
                                 emitted += 1;
                                 session.give(record);

@@ -120,6 +120,11 @@ impl SourceHandle {
         })
     }
 
+    /// Whether the source has dropped its capability for good.
+    pub fn is_finished(&self) -> bool {
+        self.state.borrow().finished
+    }
+
     /// Takes the epoch closes logged since the last call, oldest first, and whether the
     /// source has finished (no more will come).
     pub fn take_progress(&self) -> (Vec<EpochProgress>, bool) {

@@ -1,0 +1,126 @@
+//! Data quality: how many records carry each watched field empty, and how, per epoch.
+//!
+//! Every record is parsed once ([`FieldSet::classify`]); each worker pre-aggregates the
+//! counts of its records per epoch and, once the epoch is complete, emits them as
+//! differential updates `(key, epoch, count)`. Downstream, the updates of all workers are
+//! consolidated in an arrangement keyed by [`QualityKey`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use differential_dataflow::{AsCollection, VecCollection};
+use serde::{Deserialize, Serialize};
+use tidewatch_engine::RecordStream;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+
+use crate::classify::{FieldKind, FieldSet, RecordKind};
+
+/// What one quality count counts: records of a kind, or records whose field `index`
+/// (in the [`FieldSet`]) reads as a kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum QualityKey {
+    /// Records of a kind.
+    Record(RecordKind),
+    /// Records whose watched field `.0` reads as `.1`.
+    Field(u16, FieldKind),
+}
+
+/// Slot of a key in a worker's per-epoch count vector.
+fn slot(key: QualityKey) -> usize {
+    match key {
+        QualityKey::Record(kind) => kind as usize,
+        QualityKey::Field(field, kind) => RecordKind::ALL.len() + usize::from(field) * FieldKind::ALL.len() + kind as usize,
+    }
+}
+
+/// Every key for `fields`, in slot order.
+fn keys(fields: &FieldSet) -> Vec<QualityKey> {
+    let mut keys: Vec<QualityKey> = RecordKind::ALL.iter().map(|k| QualityKey::Record(*k)).collect();
+    for field in 0..fields.len() {
+        let field = u16::try_from(field).unwrap_or(u16::MAX);
+        keys.extend(FieldKind::ALL.iter().map(|k| QualityKey::Field(field, *k)));
+    }
+    keys
+}
+
+/// Observes the quality of the records of a stream.
+pub trait ObserveQuality<'scope> {
+    /// Per epoch, the number of records of each [`QualityKey`] this worker read, as a
+    /// differential collection with the count as the difference. An epoch's counts are
+    /// emitted once the epoch is complete, so they are final.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use timely::dataflow::operators::{ToStream, capture::{Capture, Extract}};
+    /// use tidewatch_engine::Record;
+    /// use tidewatch_operators::classify::{FieldKind, FieldSet, RecordKind};
+    /// use tidewatch_operators::quality::{ObserveQuality, QualityKey};
+    ///
+    /// let record = |v: &[u8]| Record { partition: 0, offset: 0, timestamp: None, key: None, value: Some(v.to_vec()), headers: vec![] };
+    /// let fields = Arc::new(FieldSet::new(&["page"]).unwrap());
+    /// let captured = timely::example(move |scope| {
+    ///     vec![record(br#"{"page":""}"#), record(br#"{"page":"home"}"#), record(b"{oops")]
+    ///         .to_stream(scope)
+    ///         .container::<Vec<_>>()
+    ///         .quality_deltas(fields)
+    ///         .inner
+    ///         .capture()
+    /// });
+    /// let mut counts: Vec<_> = captured.extract().into_iter().flat_map(|(_, data)| data).collect();
+    /// counts.sort();
+    /// assert!(counts.contains(&(QualityKey::Record(RecordKind::Object), 0, 2)));
+    /// assert!(counts.contains(&(QualityKey::Record(RecordKind::Unparseable), 0, 1)));
+    /// assert!(counts.contains(&(QualityKey::Field(0, FieldKind::EmptyString), 0, 1)));
+    /// assert!(counts.contains(&(QualityKey::Field(0, FieldKind::Present), 0, 1)));
+    /// ```
+    fn quality_deltas(self, fields: Arc<FieldSet>) -> VecCollection<'scope, u64, QualityKey, isize>;
+}
+
+impl<'scope> ObserveQuality<'scope> for RecordStream<'scope> {
+    fn quality_deltas(self, fields: Arc<FieldSet>) -> VecCollection<'scope, u64, QualityKey, isize> {
+        let all_keys = keys(&fields);
+        let width = all_keys.len();
+        self.unary_frontier::<CapacityContainerBuilder<Vec<(QualityKey, u64, isize)>>, _, _, _>(
+            Pipeline,
+            "QualityPreAggregate",
+            move |_capability, _info| {
+                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<i64>)> = BTreeMap::new();
+                let mut kinds = Vec::with_capacity(fields.len());
+                move |(input, frontier), output| {
+                    let port = output.output_index();
+                    input.for_each(|capability, data| {
+                        let Some(&epoch) = capability.least() else { return };
+                        let (_, counts) = pending.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, port), vec![0; width]));
+                        for record in data.iter() {
+                            let kind = fields.classify(record.value.as_deref(), &mut kinds);
+                            counts[slot(QualityKey::Record(kind))] += 1;
+                            if kind == RecordKind::Object || kind == RecordKind::NotObject {
+                                for (field, field_kind) in kinds.iter().enumerate() {
+                                    let field = u16::try_from(field).unwrap_or(u16::MAX);
+                                    counts[slot(QualityKey::Field(field, *field_kind))] += 1;
+                                }
+                            }
+                        }
+                    });
+                    while let Some(entry) = pending.first_entry() {
+                        if frontier.less_equal(entry.key()) {
+                            break;
+                        }
+                        let (epoch, (capability, counts)) = entry.remove_entry();
+                        let mut session = output.session(&capability);
+                        for (key, count) in all_keys.iter().zip(counts) {
+                            if count != 0 {
+                                session.give((*key, epoch, count as isize));
+                            }
+                        }
+                    }
+                }
+            },
+        )
+        .as_collection()
+    }
+}

@@ -1,0 +1,318 @@
+//! The stats document: per observation window, every observation of the job in one
+//! document (a superset of the reference demo's), assembled on worker 0 once the
+//! window's frontier has passed.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+use crate::classify::{FieldKind, RecordKind};
+use crate::lag::LagRow;
+use crate::quality::QualityKey;
+
+/// One observation, as a differential update: counts carry their count as the difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Observation {
+    /// Records of a quality key.
+    Quality(QualityKey),
+    /// Records delivered to the output topic.
+    Delivered,
+    /// A partition's position and watermark (`+1` when it starts to hold, `-1` when it stops).
+    Lag(LagRow),
+}
+
+/// Burrow-style health of one partition, judged over the last windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PartitionStatus {
+    /// Caught up, or lag not growing.
+    Ok,
+    /// Lag grew in each of the last windows.
+    Warn,
+    /// Position not moving while lag is above 0.
+    Stall,
+    /// No position reported: the partition is not being consumed.
+    Stop,
+}
+
+/// How many windows the partition status looks back.
+const STATUS_WINDOWS: usize = 3;
+
+/// The stats document of one window. Field names follow the reference demo's index
+/// (`visits_observation_stats`): `@timestamp`, `invalid_<field>`, `all_events`,
+/// `lag_per_partition`; everything else extends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsDoc {
+    /// End of the window, RFC 3339.
+    #[serde(rename = "@timestamp")]
+    pub timestamp: String,
+    /// Window start, ms since the Unix epoch.
+    pub window_start_ms: u64,
+    /// Window end (exclusive), ms since the Unix epoch.
+    pub window_end_ms: u64,
+    /// Records read in the window.
+    pub all_events: i64,
+    /// Per watched field: records where it is empty in any way (missing, null, "", [], {}).
+    #[serde(flatten)]
+    pub invalid: BTreeMap<String, i64>,
+    /// Per watched field, per kind: records.
+    pub quality: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Records whose value is not valid JSON.
+    pub unparseable: i64,
+    /// Records whose value is JSON but not an object.
+    pub not_object: i64,
+    /// Records with a null value.
+    pub tombstones: i64,
+    /// Offset lag per partition at the window's end (partitions with an unknown lag are absent).
+    pub lag_per_partition: BTreeMap<String, i64>,
+    /// Lag in seconds per partition at the window's end.
+    pub lag_seconds_per_partition: BTreeMap<String, f64>,
+    /// Status per partition.
+    pub status_per_partition: BTreeMap<String, PartitionStatus>,
+    /// Largest offset lag over partitions (absent while no lag is known).
+    pub max_lag: Option<i64>,
+    /// Largest lag in seconds over partitions.
+    pub max_lag_seconds: Option<f64>,
+    /// Records read in the window.
+    pub records_in: i64,
+    /// Records of the window's epochs written to the output topic and acknowledged.
+    pub records_delivered: i64,
+}
+
+impl StatsDoc {
+    /// A numeric figure of the document by name, for alert rules: `max_lag`,
+    /// `max_lag_seconds`, `all_events`, `records_in`, `records_delivered`, `unparseable`,
+    /// `not_object`, `tombstones`, `invalid_<field>`, `lag_<partition>`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        match name {
+            "max_lag" => self.max_lag.map(|v| v as f64),
+            "max_lag_seconds" => self.max_lag_seconds,
+            "all_events" => Some(self.all_events as f64),
+            "records_in" => Some(self.records_in as f64),
+            "records_delivered" => Some(self.records_delivered as f64),
+            "unparseable" => Some(self.unparseable as f64),
+            "not_object" => Some(self.not_object as f64),
+            "tombstones" => Some(self.tombstones as f64),
+            other => {
+                if let Some(v) = self.invalid.get(other) {
+                    return Some(*v as f64);
+                }
+                other.strip_prefix("lag_").and_then(|p| self.lag_per_partition.get(p)).map(|v| *v as f64)
+            }
+        }
+    }
+
+    /// The names [`Self::metric`] knows for `fields`.
+    pub fn metric_names(fields: &[String]) -> Vec<String> {
+        let mut names: Vec<String> =
+            ["max_lag", "max_lag_seconds", "all_events", "records_in", "records_delivered", "unparseable", "not_object", "tombstones"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+        names.extend(fields.iter().map(|f| format!("invalid_{f}")));
+        names
+    }
+}
+
+/// Formats ms since the Unix epoch as RFC 3339 (UTC, milliseconds).
+pub fn rfc3339(ms: u64) -> String {
+    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// Folds observations into windows and emits one [`StatsDoc`] per window on worker 0.
+#[derive(Debug)]
+struct WindowFolder {
+    window_ms: u64,
+    fields: Vec<String>,
+    /// Counts per window start.
+    counts: BTreeMap<u64, BTreeMap<Observation, i64>>,
+    /// Lag updates per epoch, applied to `lag` as windows close.
+    lag_updates: BTreeMap<u64, Vec<(LagRow, i64)>>,
+    lag: BTreeMap<LagRow, i64>,
+    /// Per partition: (position, lag) at the end of the last windows, newest last.
+    history: BTreeMap<i32, VecDeque<(i64, i64)>>,
+    next_window: Option<u64>,
+    last_time: u64,
+}
+
+impl WindowFolder {
+    fn absorb(&mut self, observation: Observation, time: u64, diff: isize) {
+        self.last_time = self.last_time.max(time);
+        match observation {
+            Observation::Lag(row) => self.lag_updates.entry(time).or_default().push((row, diff as i64)),
+            other => {
+                let start = time - time % self.window_ms;
+                *self.counts.entry(start).or_default().entry(other).or_insert(0) += diff as i64;
+            }
+        }
+    }
+
+    /// Closes the window starting at `start`.
+    fn close(&mut self, start: u64) -> StatsDoc {
+        let end = start + self.window_ms;
+        let counts = self.counts.remove(&start).unwrap_or_default();
+        let count = |o: Observation| counts.get(&o).copied().unwrap_or(0);
+        let record = |k: RecordKind| count(Observation::Quality(QualityKey::Record(k)));
+        let all_events: i64 = RecordKind::ALL.iter().map(|k| record(*k)).sum();
+
+        let mut invalid = BTreeMap::new();
+        let mut quality = BTreeMap::new();
+        for (index, name) in self.fields.iter().enumerate() {
+            let field = u16::try_from(index).unwrap_or(u16::MAX);
+            let kinds: BTreeMap<String, i64> = FieldKind::ALL
+                .iter()
+                .map(|k| (k.name().to_owned(), count(Observation::Quality(QualityKey::Field(field, *k)))))
+                .collect();
+            let empty: i64 = FieldKind::ALL.iter().filter(|k| k.is_invalid()).map(|k| kinds[k.name()]).sum();
+            invalid.insert(format!("invalid_{name}"), empty);
+            quality.insert(name.clone(), kinds);
+        }
+
+        // Apply the lag updates of every epoch before the window's end.
+        let later = self.lag_updates.split_off(&end);
+        for (row, diff) in std::mem::replace(&mut self.lag_updates, later).into_values().flatten() {
+            let entry = self.lag.entry(row).or_insert(0);
+            *entry += diff;
+            if *entry == 0 {
+                self.lag.remove(&row);
+            }
+        }
+        let mut lag_per_partition = BTreeMap::new();
+        let mut lag_seconds_per_partition = BTreeMap::new();
+        let mut status_per_partition = BTreeMap::new();
+        let now = i64::try_from(end).unwrap_or(i64::MAX);
+        let mut seen = Vec::new();
+        for row in self.lag.keys() {
+            let key = row.partition.to_string();
+            lag_per_partition.insert(key.clone(), row.lag());
+            lag_seconds_per_partition.insert(key.clone(), row.lag_seconds(now));
+            let history = self.history.entry(row.partition).or_default();
+            history.push_back((row.position, row.lag()));
+            while history.len() > STATUS_WINDOWS {
+                history.pop_front();
+            }
+            status_per_partition.insert(key, status(history));
+            seen.push(row.partition);
+        }
+        for (partition, history) in &self.history {
+            if !seen.contains(partition) {
+                status_per_partition.insert(partition.to_string(), if history.back().is_some_and(|h| h.1 > 0) { PartitionStatus::Stop } else { PartitionStatus::Ok });
+            }
+        }
+        let max_lag = lag_per_partition.values().copied().max();
+        let max_lag_seconds = lag_seconds_per_partition.values().copied().reduce(f64::max);
+        StatsDoc {
+            timestamp: rfc3339(end),
+            window_start_ms: start,
+            window_end_ms: end,
+            all_events,
+            invalid,
+            quality,
+            unparseable: record(RecordKind::Unparseable),
+            not_object: record(RecordKind::NotObject),
+            tombstones: record(RecordKind::Tombstone),
+            lag_per_partition,
+            lag_seconds_per_partition,
+            status_per_partition,
+            max_lag,
+            max_lag_seconds,
+            records_in: all_events,
+            records_delivered: count(Observation::Delivered),
+        }
+    }
+}
+
+/// Judges a partition from its (position, lag) over the last windows, newest last.
+fn status(history: &VecDeque<(i64, i64)>) -> PartitionStatus {
+    let Some(&(position, lag)) = history.back() else { return PartitionStatus::Stop };
+    if lag == 0 {
+        return PartitionStatus::Ok;
+    }
+    if history.len() >= 2 && history.iter().all(|(p, _)| *p == position) {
+        return PartitionStatus::Stall;
+    }
+    let growing = history.len() >= 2 && history.iter().zip(history.iter().skip(1)).all(|(a, b)| b.1 > a.1);
+    if growing {
+        PartitionStatus::Warn
+    } else {
+        PartitionStatus::Ok
+    }
+}
+
+/// Assembles the stats documents of a job from its observations.
+pub trait StatsWindows<'scope> {
+    /// Gathers `self` (all workers' observations) on worker 0 and, each time the frontier
+    /// passes the end of a window of `window_ms`, emits that window's [`StatsDoc`], also
+    /// for windows without records. `fields` names the watched fields in index order.
+    fn stats_windows(self, window_ms: u64, fields: Vec<String>) -> Stream<'scope, u64, Vec<StatsDoc>>;
+}
+
+impl<'scope> StatsWindows<'scope> for Stream<'scope, u64, Vec<(Observation, u64, isize)>> {
+    fn stats_windows(self, window_ms: u64, fields: Vec<String>) -> Stream<'scope, u64, Vec<StatsDoc>> {
+        let window_ms = window_ms.max(1);
+        let worker = self.scope().index();
+        self.unary_frontier::<CapacityContainerBuilder<Vec<StatsDoc>>, _, _, _>(
+            Exchange::new(|_: &(Observation, u64, isize)| 0),
+            "StatsWindows",
+            move |capability, _info| {
+                let mut capability: Option<Capability<u64>> = (worker == 0).then_some(capability);
+                let mut folder = WindowFolder {
+                    window_ms,
+                    fields,
+                    counts: BTreeMap::new(),
+                    lag_updates: BTreeMap::new(),
+                    lag: BTreeMap::new(),
+                    history: BTreeMap::new(),
+                    next_window: None,
+                    last_time: 0,
+                };
+                move |(input, frontier), output| {
+                    input.for_each(|_, data| {
+                        for (observation, time, diff) in data.drain(..) {
+                            folder.absorb(observation, time, diff);
+                        }
+                    });
+                    let Some(cap) = capability.as_mut() else { return };
+                    let bound = frontier.frontier().first().copied();
+                    // The first window starts at the first real epoch (the sources start at 0).
+                    if folder.next_window.is_none() {
+                        let first = match bound {
+                            Some(t) if t > 0 => Some(t),
+                            None if folder.last_time > 0 => Some(folder.last_time),
+                            _ => None,
+                        };
+                        let earliest_data = folder.counts.keys().next().copied();
+                        folder.next_window = first.map(|t| {
+                            let start = t - t % window_ms;
+                            earliest_data.map_or(start, |d| d.min(start))
+                        });
+                    }
+                    while let Some(start) = folder.next_window {
+                        let complete = match bound {
+                            Some(t) => t >= start + window_ms,
+                            None => start <= folder.last_time,
+                        };
+                        if !complete {
+                            break;
+                        }
+                        let doc = folder.close(start);
+                        output.session(&*cap).give(doc);
+                        folder.next_window = Some(start + window_ms);
+                    }
+                    match bound {
+                        Some(t) if t > *cap.time() => cap.downgrade(&t),
+                        Some(_) => {}
+                        None => capability = None,
+                    }
+                }
+            },
+        )
+    }
+}

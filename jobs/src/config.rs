@@ -16,6 +16,12 @@ pub struct FileConfig {
     /// The `[kafka]` table of raw librdkafka keys.
     #[serde(default)]
     pub kafka: KafkaConfig,
+    /// The `[observe]` table: watched fields, window, alert rules.
+    #[serde(default)]
+    pub observe: tidewatch_operators::observers::ObserveConfig,
+    /// The `[output]` table: files and the metrics endpoint.
+    #[serde(default)]
+    pub output: crate::outputs::OutputConfig,
 }
 
 impl FileConfig {
@@ -57,6 +63,18 @@ pub struct JobFlags {
     /// Any librdkafka key for both clients, e.g. `-X socket.timeout.ms=5000` (repeatable).
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub rdkafka: Vec<(String, String)>,
+    /// Observation window, e.g. `10s` (`observe.window`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub window: Option<std::time::Duration>,
+    /// A watched field path, e.g. `context.user.login`; repeat for several (`observe.fields`).
+    #[arg(long = "field", value_name = "PATH")]
+    pub fields: Vec<String>,
+    /// Directory of stats.ndjson and alerts.ndjson (`output.dir`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+    /// Address of the /metrics endpoint, or "" for none (`output.metrics_addr`).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -73,7 +91,8 @@ impl JobFlags {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
-        let JobFlags { config: _, brokers, input, output, group, epoch, start_from, until_end, rdkafka } = self;
+        let JobFlags { config: _, brokers, input, output, group, epoch, start_from, until_end, rdkafka, window, fields, out, metrics_addr } =
+            self;
         if let Some(b) = brokers {
             file.kafka.set("bootstrap.servers", b.clone());
         }
@@ -97,6 +116,18 @@ impl JobFlags {
         }
         for (k, v) in rdkafka {
             file.kafka.set(k.clone(), v.clone());
+        }
+        if let Some(w) = window {
+            file.observe.window = *w;
+        }
+        if !fields.is_empty() {
+            file.observe.fields.clone_from(fields);
+        }
+        if let Some(dir) = out {
+            file.output.dir.clone_from(dir);
+        }
+        if let Some(addr) = metrics_addr {
+            file.output.metrics_addr.clone_from(addr);
         }
         file.job.validate()?;
         Ok(file)

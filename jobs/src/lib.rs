@@ -3,5 +3,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod observer;
+pub mod outputs;
 pub mod signals;
 pub mod visits;

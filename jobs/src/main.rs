@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tidewatch_engine::{run_job, JobControl, NoObservers};
+use tidewatch_engine::JobControl;
 use tidewatch_jobs::config::{ClusterFlags, JobFlags};
 use tidewatch_jobs::demo::{run_demo, DemoArgs};
 use tidewatch_jobs::visits::GenerateArgs;
@@ -64,7 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let file = job.resolve()?;
             let control = JobControl::new();
             stop_on_signals(&control)?;
-            let summary = run_job(file.job, file.kafka, &cluster.cluster(), control, NoObservers).context("the job failed")?;
+            let summary = tidewatch_jobs::observer::run_observed(file, &cluster.cluster(), control).context("the job failed")?;
             tracing::info!(
                 records_in = summary.records_in,
                 records_delivered = summary.records_delivered,

@@ -162,7 +162,11 @@ impl FieldSet {
         kinds.clear();
         kinds.resize(self.paths.len(), FieldKind::Missing);
         let Some(bytes) = value else { return RecordKind::Tombstone };
-        let mut de = serde_json::Deserializer::from_slice(bytes);
+        // JSON is UTF-8 text; serde_json does not check the bytes of strings it skips.
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return RecordKind::Unparseable;
+        };
+        let mut de = serde_json::Deserializer::from_str(text);
         let outcome = RootSeed { node: &self.root, kinds: kinds.as_mut_slice() }.deserialize(&mut de);
         match outcome.and_then(|is_object| de.end().map(|()| is_object)) {
             Ok(true) => RecordKind::Object,
@@ -355,6 +359,8 @@ mod tests {
         assert_eq!(run(&["a"], b"[1,2]"), (R::NotObject, vec![K::Missing]));
         assert_eq!(run(&["a"], b"{\"a\":1"), (R::Unparseable, vec![K::Missing]));
         assert_eq!(run(&["a"], b"{\"a\":\"\xff\"}").0, R::Unparseable);
+        // Bad bytes in a field nobody watches still make the record unparseable.
+        assert_eq!(run(&["a"], b"{\"a\":1,\"b\":\"\xc3\x28\"}").0, R::Unparseable);
         assert_eq!(run(&["a"], b"{\"a\":1} trailing").0, R::Unparseable);
         assert_eq!(run(&["a"], b"").0, R::Unparseable);
         let set = FieldSet::new(&["a"]).expect("paths");

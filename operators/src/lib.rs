@@ -5,3 +5,4 @@ pub mod lag;
 pub mod quality;
 pub mod stats;
 pub mod alerts;
+pub mod observers;

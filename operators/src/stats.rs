@@ -40,6 +40,9 @@ pub enum PartitionStatus {
     Stop,
 }
 
+/// Most empty windows reported in a row before the stats skip ahead.
+const MAX_EMPTY_WINDOWS: u64 = 1_000;
+
 /// How many windows the partition status looks back.
 const STATUS_WINDOWS: usize = 3;
 
@@ -293,6 +296,16 @@ impl<'scope> StatsWindows<'scope> for Stream<'scope, u64, Vec<(Observation, u64,
                             let start = t - t % window_ms;
                             earliest_data.map_or(start, |d| d.min(start))
                         });
+                    }
+                    // Empty windows are reported, but a gap of more than MAX_EMPTY_WINDOWS (the job
+                    // was suspended, or the clock jumped) is skipped with a warning.
+                    if let (Some(start), Some(t)) = (folder.next_window, bound) {
+                        let behind = t.saturating_sub(start) / window_ms;
+                        if behind > MAX_EMPTY_WINDOWS && folder.counts.range(..t).next().is_none() {
+                            let resume = t - t % window_ms;
+                            tracing::warn!(from = start, to = resume, "skipping {behind} empty observation windows");
+                            folder.next_window = Some(resume);
+                        }
                     }
                     while let Some(start) = folder.next_window {
                         let complete = match bound {

@@ -241,7 +241,10 @@ impl KafkaSource {
                 let now_ms = now_ms();
                 let now = epoch_of(now_ms, epoch_ms);
                 if now > *cap.time() {
-                    handle.close_epoch(*cap.time(), &control.metrics);
+                    // Time 0 is the capability's initial placeholder, not an epoch that ran.
+                    if *cap.time() > 0 {
+                        handle.close_epoch(*cap.time(), &control.metrics);
+                    }
                     cap.downgrade(&now);
                 }
                 if control.stop_requested() || (until_end && handle.reached_end()) {

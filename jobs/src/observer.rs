@@ -1,0 +1,30 @@
+//! The observer job: the passthrough with every observer attached and its outputs running.
+//!
+//! Delivery semantics: at-least-once, as the engine's passthrough. Observations are
+//! derived from the records read; a record replayed after a crash is observed again.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tidewatch_engine::{run_job, Cluster, JobControl, RunSummary};
+use tidewatch_operators::observers::{ObserverMetrics, ObserverPlan};
+
+use crate::config::FileConfig;
+use crate::outputs::Outputs;
+
+/// Runs the job described by `file` with its observers and outputs until it ends.
+pub fn run_observed(file: FileConfig, cluster: &Cluster, control: Arc<JobControl>) -> anyhow::Result<RunSummary> {
+    let FileConfig { job, kafka, observe, output } = file;
+    // Check everything before anything starts.
+    job.validate()?;
+    let plan = ObserverPlan::new(&observe, job.epoch_interval)?;
+    let observer_metrics = Arc::new(ObserverMetrics::default());
+    let outputs = Outputs::start(&output, &job.input_topic, cluster.process, Arc::clone(&control), Arc::clone(&observer_metrics))?;
+    let observers = plan.attach(outputs.sinks.clone(), observer_metrics);
+    tracing::info!(dir = %output.dir.display(), metrics = ?outputs.metrics_addr, "observations go to stats.ndjson and alerts.ndjson");
+    let result = run_job(job, kafka, cluster, control, observers);
+    let finished = outputs.finish().context("writing the observations");
+    let summary = result?;
+    finished?;
+    Ok(summary)
+}

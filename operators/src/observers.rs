@@ -1,0 +1,184 @@
+//! The job's observers assembled: quality and lag observed on every worker, folded into
+//! one stats document per window and alert transitions on worker 0, handed to outputs.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use differential_dataflow::trace::implementations::spine_fueled::SpineBatch;
+use differential_dataflow::trace::TraceReader;
+use differential_dataflow::AsCollection;
+use serde::Deserialize;
+use tidewatch_engine::{Observe, ObserveInputs, WorkerContext};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Inspect;
+
+use crate::alerts::{AlertEvent, AlertRule, EvaluateAlerts};
+use crate::classify::{FieldPathError, FieldSet};
+use crate::lag::{lag_rows, positions, watermarks};
+use crate::quality::ObserveQuality;
+use crate::stats::{Observation, StatsDoc, StatsWindows};
+
+/// The `[observe]` table of the config.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObserveConfig {
+    /// Watched fields, as dotted paths into the JSON value.
+    pub fields: Vec<String>,
+    /// Length of an observation window (a multiple of the epoch interval).
+    #[serde(deserialize_with = "window")]
+    pub window: Duration,
+    /// Alert rules (`[[observe.alerts]]`); the reference rule "max_lag > 15 for 5m" when absent.
+    pub alerts: Vec<AlertRule>,
+}
+
+fn window<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("expected a duration such as `10s`, got `{text}` ({e})")))
+}
+
+impl Default for ObserveConfig {
+    fn default() -> Self {
+        ObserveConfig {
+            fields: vec!["event_time".to_owned(), "user_id".to_owned(), "page".to_owned()],
+            window: Duration::from_secs(10),
+            alerts: vec![AlertRule::reference_lag()],
+        }
+    }
+}
+
+/// Counters the observers keep about themselves.
+#[derive(Debug, Default)]
+pub struct ObserverMetrics {
+    /// Updates held by the quality arrangements of this process (stays flat as epochs advance).
+    pub arrangement_updates: AtomicU64,
+}
+
+/// Where worker 0 hands the documents.
+#[derive(Debug, Clone)]
+pub struct ObservationSinks {
+    /// Stats documents, one per window.
+    pub stats: Sender<StatsDoc>,
+    /// Alert transitions.
+    pub alerts: Sender<AlertEvent>,
+}
+
+/// The observers of the job, attached to every worker by the engine.
+#[derive(Debug, Clone)]
+pub struct Observers {
+    fields: Arc<FieldSet>,
+    window_ms: u64,
+    rules: Vec<AlertRule>,
+    sinks: ObservationSinks,
+    metrics: Arc<ObserverMetrics>,
+}
+
+/// A config value the observers cannot use.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ObserveError {
+    /// A watched field path is malformed.
+    #[error("config key `observe.fields`: {0}")]
+    Field(#[from] FieldPathError),
+    /// Another value is out of range; names the key.
+    #[error("config key `{key}`: {message}")]
+    Value {
+        /// The key.
+        key: String,
+        /// What was expected.
+        message: String,
+    },
+}
+
+/// Checked observer settings, not yet attached to outputs.
+#[derive(Debug, Clone)]
+pub struct ObserverPlan {
+    fields: Arc<FieldSet>,
+    window_ms: u64,
+    rules: Vec<AlertRule>,
+}
+
+impl ObserverPlan {
+    /// Checks `config` against the job's `epoch_interval` (windows are whole epochs),
+    /// naming the key of any bad value.
+    pub fn new(config: &ObserveConfig, epoch_interval: Duration) -> Result<ObserverPlan, ObserveError> {
+        let fields = FieldSet::new(&config.fields)?;
+        let epoch_ms = epoch_interval.as_millis().max(1);
+        let window_ms = config.window.as_millis();
+        if window_ms == 0 || window_ms % epoch_ms != 0 {
+            return Err(ObserveError::Value {
+                key: "observe.window".to_owned(),
+                message: format!("expected a positive multiple of the epoch interval ({epoch_ms} ms), got {window_ms} ms"),
+            });
+        }
+        let names = StatsDoc::metric_names(fields.paths());
+        for rule in &config.alerts {
+            if !names.contains(&rule.metric) && !rule.metric.starts_with("lag_") {
+                return Err(ObserveError::Value {
+                    key: format!("observe.alerts.{}.metric", rule.name),
+                    message: format!("unknown metric `{}`; expected one of {} or lag_<partition>", rule.metric, names.join(", ")),
+                });
+            }
+        }
+        Ok(ObserverPlan { fields: Arc::new(fields), window_ms: u64::try_from(window_ms).unwrap_or(u64::MAX), rules: config.alerts.clone() })
+    }
+
+    /// The observers, handing documents to `sinks` and keeping their counters in `metrics`.
+    pub fn attach(self, sinks: ObservationSinks, metrics: Arc<ObserverMetrics>) -> Observers {
+        let ObserverPlan { fields, window_ms, rules } = self;
+        Observers { fields, window_ms, rules, sinks, metrics }
+    }
+}
+
+impl Observe for Observers {
+    fn observe<'scope>(&self, inputs: ObserveInputs<'scope>, context: &WorkerContext) {
+        let ObserveInputs { records, delivered, source } = inputs;
+        let scope = records.scope();
+
+        // Quality: pre-aggregated per worker and epoch, consolidated by key in an arrangement.
+        let arranged = records.quality_deltas(Arc::clone(&self.fields)).arrange_by_self_named("QualityCounts");
+        let mut trace = arranged.trace.clone();
+        let metrics = Arc::clone(&self.metrics);
+        let mut last_size = 0u64;
+        arranged.stream.clone().sink(Pipeline, "QualityCompaction", move |(input, frontier)| {
+            input.for_each(|_, data| data.clear());
+            trace.set_logical_compaction(frontier.frontier());
+            trace.set_physical_compaction(frontier.frontier());
+            let mut size = 0u64;
+            trace.map_spans(|span| size += span.inner.as_ref().map_or(0, |batch| batch.len() as u64));
+            metrics.arrangement_updates.fetch_add(size.wrapping_sub(last_size), Ordering::Relaxed);
+            last_size = size;
+        });
+        let quality = arranged.as_collection(|key, _| *key).map(Observation::Quality);
+
+        // Delivery counts per epoch.
+        let delivered = delivered
+            .map(|d| (Observation::Delivered, d.epoch, isize::try_from(d.records).unwrap_or(isize::MAX)))
+            .as_collection();
+
+        // Lag: positions from this worker's source joined with watermarks from worker 0.
+        let stop_source = Rc::clone(&source);
+        let control = Arc::clone(&context.control);
+        let watermark_stop = move || control.stop_requested() || stop_source.is_finished();
+        let lag = lag_rows(positions(scope, source), watermarks(scope, Arc::clone(&context.control), context.job.epoch_ms(), watermark_stop))
+            .map(Observation::Lag);
+
+        let stats_sink = self.sinks.stats.clone();
+        let alerts_sink = self.sinks.alerts.clone();
+        let docs = quality
+            .concat(delivered)
+            .concat(lag)
+            .inner
+            .stats_windows(self.window_ms, self.fields.paths().to_vec())
+            .inspect(move |doc| {
+                let _ = stats_sink.send(doc.clone());
+            });
+        docs.alerts(self.rules.clone()).inspect(move |event| {
+            let _ = alerts_sink.send(event.clone());
+        });
+    }
+}

@@ -22,6 +22,9 @@ use timely::dataflow::Scope;
 /// How often the position and watermark operators look for news.
 const LOOK_EVERY: Duration = Duration::from_millis(50);
 
+/// Positions keyed by partition: `(partition, (position, newest_ms))`.
+pub type Positions<'scope> = VecCollection<'scope, u64, (i32, (i64, Option<i64>)), isize>;
+
 /// Where one partition stands: joined position and high watermark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LagRow {
@@ -55,7 +58,7 @@ impl LagRow {
 
 /// Positions of this worker's partitions as a collection `(partition, (position, newest_ms))`,
 /// updated at each epoch close of its source.
-pub fn positions<'scope>(scope: Scope<'scope, u64>, handle: Rc<SourceHandle>) -> VecCollection<'scope, u64, (i32, (i64, Option<i64>)), isize> {
+pub fn positions<'scope>(scope: Scope<'scope, u64>, handle: Rc<SourceHandle>) -> Positions<'scope> {
     source::<_, CapacityContainerBuilder<Vec<((i32, (i64, Option<i64>)), u64, isize)>>, _, _>(scope, "SourcePositions", move |capability, info| {
         let activator = scope.activator_for(Rc::clone(&info.address));
         let mut capability = Some(capability);
@@ -132,7 +135,7 @@ pub fn watermarks<'scope>(
 
 /// Joins positions and watermarks by partition into [`LagRow`]s.
 pub fn lag_rows<'scope>(
-    positions: VecCollection<'scope, u64, (i32, (i64, Option<i64>)), isize>,
+    positions: Positions<'scope>,
     watermarks: VecCollection<'scope, u64, (i32, i64), isize>,
 ) -> VecCollection<'scope, u64, LagRow, isize> {
     positions

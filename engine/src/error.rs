@@ -92,6 +92,10 @@ impl EngineError {
     /// Wraps a librdkafka error with the brokers and the action that failed, and a hint
     /// on how to start a broker when none answered.
     pub fn kafka(brokers: &str, context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        // librdkafka checks some settings only together, when a client is created: a user error.
+        if let rdkafka::error::KafkaError::ClientCreation(message) = &source {
+            return EngineError::Config { key: "kafka".to_owned(), message: format!("librdkafka refuses the settings: {message}") };
+        }
         let text = source.to_string();
         let unreachable = text.contains("BrokerTransportFailure")
             || text.contains("AllBrokersDown")

@@ -14,11 +14,20 @@ use crate::outputs::Outputs;
 
 /// Runs the job described by `file` with its observers and outputs until it ends.
 pub fn run_observed(file: FileConfig, cluster: &Cluster, control: Arc<JobControl>) -> anyhow::Result<RunSummary> {
+    run_observed_with(file, cluster, control, Arc::new(ObserverMetrics::default()))
+}
+
+/// [`run_observed`], keeping the observers' own counters in `observer_metrics`.
+pub fn run_observed_with(
+    file: FileConfig,
+    cluster: &Cluster,
+    control: Arc<JobControl>,
+    observer_metrics: Arc<ObserverMetrics>,
+) -> anyhow::Result<RunSummary> {
     let FileConfig { job, kafka, observe, output } = file;
     // Check everything before anything starts.
     job.validate()?;
     let plan = ObserverPlan::new(&observe, job.epoch_interval)?;
-    let observer_metrics = Arc::new(ObserverMetrics::default());
     let outputs = Outputs::start(&output, &job.input_topic, cluster.process, Arc::clone(&control), Arc::clone(&observer_metrics))?;
     let observers = plan.attach(outputs.sinks.clone(), observer_metrics);
     tracing::info!(dir = %output.dir.display(), metrics = ?outputs.metrics_addr, "observations go to stats.ndjson and alerts.ndjson");

@@ -329,3 +329,22 @@ impl<'scope> StatsWindows<'scope> for Stream<'scope, u64, Vec<(Observation, u64,
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{status, PartitionStatus};
+    use std::collections::VecDeque;
+
+    fn judge(history: &[(i64, i64)]) -> PartitionStatus {
+        status(&history.iter().copied().collect::<VecDeque<_>>())
+    }
+
+    #[test]
+    fn partition_status_follows_position_and_lag() {
+        assert_eq!(judge(&[]), PartitionStatus::Stop);
+        assert_eq!(judge(&[(10, 5), (20, 0)]), PartitionStatus::Ok);
+        assert_eq!(judge(&[(10, 5), (20, 9), (30, 14)]), PartitionStatus::Warn);
+        assert_eq!(judge(&[(10, 5), (10, 9), (10, 14)]), PartitionStatus::Stall);
+        assert_eq!(judge(&[(10, 15), (20, 9), (30, 4)]), PartitionStatus::Ok);
+    }
+}

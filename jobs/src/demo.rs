@@ -2,24 +2,32 @@
 //!
 //! librdkafka's in-process mock cluster holds `visits` and `processed_visits`
 //! (2 partitions each); a built-in producer writes reference-shaped visits to `visits`
-//! (partition 0 gets three times the records of partition 1, like the lagging partition
-//! of the reference demo); the job copies them to `processed_visits` and a live progress
-//! line shows records in and out, the rate and the lag per partition. At the end (Ctrl-C
-//! or `--duration`) the producer stops, the job drains the topic, commits and exits.
+//! (10 % with nulled fields; partition 0 gets three times the records of partition 1,
+//! like the lagging partition of the reference demo); the job copies them to
+//! `processed_visits` and observes them: stats and alert documents in the output
+//! directory, Prometheus figures on `/metrics`, and a live progress line with records in
+//! and out, the rate, the lag per partition and the last window's empty fields. At the
+//! end (Ctrl-C or `--duration`) the producer stops, the job drains the topic, commits
+//! and exits.
 //!
 //! Delivery semantics: as `tidewatch run`, at-least-once.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::mocking::MockCluster;
-use tidewatch_engine::{run_job, Cluster, JobConfig, JobControl, JobMetrics, KafkaConfig, NoObservers, RunSummary};
+use tidewatch_engine::{Cluster, JobConfig, JobControl, JobMetrics, KafkaConfig, RunSummary};
+use tidewatch_operators::alerts::{AlertRule, Comparison};
+use tidewatch_operators::observers::{ObserveConfig, ObserverMetrics};
 
-use crate::config::duration_flag;
+use crate::config::{duration_flag, FileConfig};
+use crate::observer::run_observed_watching;
+use crate::outputs::{Latest, OutputConfig};
 use crate::visits::{GeneratorConfig, VisitGenerator};
 
 /// Flags of `tidewatch demo`.
@@ -40,6 +48,15 @@ pub struct DemoArgs {
     /// Seed of the visits generator.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Observation window.
+    #[arg(long, default_value = "5s", value_parser = duration_flag)]
+    pub window: Duration,
+    /// Directory of stats.ndjson and alerts.ndjson.
+    #[arg(long, default_value = "tidewatch-demo")]
+    pub out: PathBuf,
+    /// Address of the /metrics endpoint, or "" for none.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -65,13 +82,38 @@ pub fn run_demo(args: &DemoArgs, control: Arc<JobControl>) -> anyhow::Result<Dem
     let produced = Arc::new(AtomicU64::new(0));
     let producing = Arc::new(JobControl::default());
     let producer = spawn_producer(&brokers, args, Arc::clone(&produced), Arc::clone(&producing))?;
-    let progress = (!args.quiet).then(|| spawn_progress(Arc::clone(&control), Arc::clone(&produced)));
     let timer = spawn_stopper(args.duration, Arc::clone(&control), Arc::clone(&producing), Arc::clone(&produced));
 
-    let job = JobConfig { epoch_interval: args.epoch, ..JobConfig::default() };
     let mut kafka = KafkaConfig::default();
     kafka.set("bootstrap.servers", brokers);
-    let result = run_job(job, kafka, &Cluster { workers: args.workers, ..Cluster::default() }, Arc::clone(&control), NoObservers);
+    let mut observe = ObserveConfig { window: args.window, ..ObserveConfig::default() };
+    // Beside the reference rule (lag for 5 minutes), one a short demo can see fire: the
+    // producer nulls fields of 10 % of the visits.
+    observe.alerts.push(AlertRule {
+        name: "page_empty".to_owned(),
+        metric: "invalid_page".to_owned(),
+        op: Comparison::Above,
+        threshold: 0.0,
+        for_: args.window * 2,
+    });
+    let file = FileConfig {
+        job: JobConfig { epoch_interval: args.epoch, ..JobConfig::default() },
+        kafka,
+        observe,
+        output: OutputConfig { dir: args.out.clone(), metrics_addr: args.metrics_addr.clone() },
+    };
+    let mut progress = None;
+    let result = run_observed_watching(
+        file,
+        &Cluster { workers: args.workers, ..Cluster::default() },
+        Arc::clone(&control),
+        Arc::new(ObserverMetrics::default()),
+        |latest| {
+            if !args.quiet {
+                progress = Some(spawn_progress(Arc::clone(&control), Arc::clone(&produced), latest));
+            }
+        },
+    );
 
     producing.request_stop();
     control.request_stop();
@@ -102,7 +144,7 @@ fn spawn_producer(
 }
 
 /// Prints a live progress line to stderr once a second.
-fn spawn_progress(control: Arc<JobControl>, produced: Arc<AtomicU64>) -> JoinHandle<()> {
+fn spawn_progress(control: Arc<JobControl>, produced: Arc<AtomicU64>, latest: Arc<Mutex<Latest>>) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let started = Instant::now();
         let mut last = (Instant::now(), 0u64);
@@ -114,16 +156,27 @@ fn spawn_progress(control: Arc<JobControl>, produced: Arc<AtomicU64>) -> JoinHan
             let rate = (read - last.1) as f64 / last.0.elapsed().as_secs_f64();
             last = (Instant::now(), read);
             let lag: Vec<String> = m.lag().iter().map(|(p, l)| format!("p{p}={l}")).collect();
+            let (window, firing) = {
+                let latest = latest.lock().unwrap_or_else(PoisonError::into_inner);
+                let window = latest.stats.as_ref().map_or_else(
+                    || "window: -".to_owned(),
+                    |doc| {
+                        let invalid: Vec<String> = doc.invalid.iter().map(|(k, v)| format!("{}={v}", k.trim_start_matches("invalid_"))).collect();
+                        format!("window: {} events, empty {}", doc.all_events, invalid.join(" "))
+                    },
+                );
+                let firing = if latest.firing.is_empty() { "none".to_owned() } else { latest.firing.iter().cloned().collect::<Vec<_>>().join(",") };
+                (window, firing)
+            };
             let _ = write!(
                 stderr,
-                "\r[{:>4}s] produced {:>8} · read {:>8} ({:>6.0}/s) · delivered {:>8} · lag {} · commits {}   ",
+                "\r[{:>4}s] produced {:>7} · read {:>7} ({:>5.0}/s) · delivered {:>7} · lag {} · {window} · firing: {firing}   ",
                 started.elapsed().as_secs(),
                 produced.load(Ordering::Relaxed),
                 read,
                 rate,
                 JobMetrics::get(&m.records_delivered),
                 if lag.is_empty() { "-".to_owned() } else { lag.join(" ") },
-                JobMetrics::get(&m.commits),
             );
             let _ = stderr.flush();
         }

@@ -3,14 +3,14 @@
 //! Delivery semantics: at-least-once, as the engine's passthrough. Observations are
 //! derived from the records read; a record replayed after a crash is observed again.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use tidewatch_engine::{run_job, Cluster, JobControl, RunSummary};
 use tidewatch_operators::observers::{ObserverMetrics, ObserverPlan};
 
 use crate::config::FileConfig;
-use crate::outputs::Outputs;
+use crate::outputs::{Latest, Outputs};
 
 /// Runs the job described by `file` with its observers and outputs until it ends.
 pub fn run_observed(file: FileConfig, cluster: &Cluster, control: Arc<JobControl>) -> anyhow::Result<RunSummary> {
@@ -24,12 +24,25 @@ pub fn run_observed_with(
     control: Arc<JobControl>,
     observer_metrics: Arc<ObserverMetrics>,
 ) -> anyhow::Result<RunSummary> {
+    run_observed_watching(file, cluster, control, observer_metrics, |_| {})
+}
+
+/// [`run_observed_with`], handing the outputs' [`Latest`] observations to `watch` once
+/// they run (for live displays).
+pub fn run_observed_watching(
+    file: FileConfig,
+    cluster: &Cluster,
+    control: Arc<JobControl>,
+    observer_metrics: Arc<ObserverMetrics>,
+    watch: impl FnOnce(Arc<Mutex<Latest>>),
+) -> anyhow::Result<RunSummary> {
     let FileConfig { job, kafka, observe, output } = file;
     // Check everything before anything starts.
     job.validate()?;
     let plan = ObserverPlan::new(&observe, job.epoch_interval)?;
     let outputs = Outputs::start(&output, &job.input_topic, cluster.process, Arc::clone(&control), Arc::clone(&observer_metrics))?;
     let observers = plan.attach(outputs.sinks.clone(), observer_metrics);
+    watch(Arc::clone(&outputs.latest));
     tracing::info!(dir = %output.dir.display(), metrics = ?outputs.metrics_addr, "observations go to stats.ndjson and alerts.ndjson");
     let result = run_job(job, kafka, cluster, control, observers);
     let finished = outputs.finish().context("writing the observations");

@@ -6,7 +6,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -136,6 +136,19 @@ fn raise_to(counter: &Counter, total: u64) {
     }
 }
 
+/// The newest observations, for live displays.
+#[derive(Debug, Default, Clone)]
+pub struct Latest {
+    /// The last closed window.
+    pub stats: Option<StatsDoc>,
+    /// Rules firing now.
+    pub firing: std::collections::BTreeSet<String>,
+    /// Windows written so far.
+    pub windows: u64,
+    /// Alert transitions written so far.
+    pub alert_events: u64,
+}
+
 /// The running outputs of a job.
 #[derive(Debug)]
 pub struct Outputs {
@@ -144,6 +157,8 @@ pub struct Outputs {
     writer: JoinHandle<anyhow::Result<()>>,
     /// Where `/metrics` is served, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// The newest observations.
+    pub latest: Arc<Mutex<Latest>>,
 }
 
 impl Outputs {
@@ -176,10 +191,13 @@ impl Outputs {
         let (stats_tx, stats_rx) = unbounded();
         let (alerts_tx, alerts_rx) = unbounded();
         let topic = topic.to_owned();
+        let latest = Arc::new(Mutex::new(Latest::default()));
+        let shared = Arc::clone(&latest);
         let writer = std::thread::Builder::new().name("tidewatch-outputs".into()).spawn(move || {
-            write_loop(stats_rx, alerts_rx, stats_file, alerts_file, &metrics, &topic, &control, &observers)
+            let files = Files { stats: stats_file, alerts: alerts_file };
+            write_loop(stats_rx, alerts_rx, files, &metrics, &topic, &control, &observers, &shared)
         })?;
-        Ok(Outputs { sinks: ObservationSinks { stats: stats_tx, alerts: alerts_tx }, writer, metrics_addr })
+        Ok(Outputs { sinks: ObservationSinks { stats: stats_tx, alerts: alerts_tx }, writer, metrics_addr, latest })
     }
 
     /// Waits for the writer to drain and close the files.
@@ -193,17 +211,24 @@ fn append(path: &Path) -> anyhow::Result<File> {
     OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {} for appending", path.display()))
 }
 
+/// The NDJSON files of a job.
+struct Files {
+    stats: File,
+    alerts: File,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_loop(
     stats: Receiver<StatsDoc>,
     alerts: Receiver<AlertEvent>,
-    mut stats_file: File,
-    mut alerts_file: File,
+    files: Files,
     metrics: &Metrics,
     topic: &str,
     control: &JobControl,
     observers: &ObserverMetrics,
+    latest: &Mutex<Latest>,
 ) -> anyhow::Result<()> {
+    let Files { stats: mut stats_file, alerts: mut alerts_file } = files;
     let tick = crossbeam_channel::tick(Duration::from_millis(500));
     let mut open = (true, true);
     let refresh = || {
@@ -221,6 +246,9 @@ fn write_loop(
                     serde_json::to_writer(&mut stats_file, &doc)?;
                     stats_file.write_all(b"\n")?;
                     metrics.absorb_doc(&doc, topic);
+                    let mut latest = latest.lock().unwrap_or_else(PoisonError::into_inner);
+                    latest.windows += 1;
+                    latest.stats = Some(doc);
                 }
                 Err(_) => open.0 = false,
             },
@@ -229,6 +257,13 @@ fn write_loop(
                     serde_json::to_writer(&mut alerts_file, &event)?;
                     alerts_file.write_all(b"\n")?;
                     metrics.absorb_alert(&event);
+                    let mut latest = latest.lock().unwrap_or_else(PoisonError::into_inner);
+                    latest.alert_events += 1;
+                    if event.state == AlertState::Firing {
+                        latest.firing.insert(event.rule.clone());
+                    } else {
+                        latest.firing.remove(&event.rule);
+                    }
                 }
                 Err(_) => open.1 = false,
             },

@@ -37,8 +37,10 @@ pub fn run_observed_watching(
     watch: impl FnOnce(Arc<Mutex<Latest>>),
 ) -> anyhow::Result<RunSummary> {
     let FileConfig { job, kafka, observe, output } = file;
-    // Check everything before anything starts.
+    // Check everything before anything starts (files, ports).
     job.validate()?;
+    kafka.consumer_config(&job.group_id)?;
+    kafka.producer_config()?;
     let plan = ObserverPlan::new(&observe, job.epoch_interval)?;
     let outputs = Outputs::start(&output, &job.input_topic, cluster.process, Arc::clone(&control), Arc::clone(&observer_metrics))?;
     let observers = plan.attach(outputs.sinks.clone(), observer_metrics);

@@ -12,7 +12,13 @@ use tidewatch_tests::{
 };
 
 fn run_and_capture(args: &[&str]) -> anyhow::Result<(bool, String)> {
-    let out = Command::new(tidewatch_bin()?).args(args).stdin(Stdio::null()).output()?;
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(tidewatch_bin()?)
+        .args(args)
+        .args(["--metrics-addr", "", "--out"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()?;
     Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned()))
 }
 
@@ -68,8 +74,11 @@ fn real_broker_sigterm_flushes_commits_and_exits_zero() -> anyhow::Result<()> {
     let records = corpus(5_000, 2, false);
     produce(&brokers, &input, &records)?;
 
+    let out_dir = tempfile::tempdir()?;
     let mut child = Command::new(tidewatch_bin()?)
         .args(["run", "--brokers", &brokers, "--input", &input, "--output", &output, "--group", &group, "--epoch", "200ms", "-w", "2"])
+        .args(["--metrics-addr", "", "--out"])
+        .arg(out_dir.path())
         .stdin(Stdio::null())
         .spawn()?;
     // Wait until everything is copied, then ask it to stop.

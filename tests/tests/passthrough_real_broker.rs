@@ -95,7 +95,8 @@ fn real_broker_two_processes_of_two_workers() -> anyhow::Result<()> {
     let children: Vec<_> = (0..2)
         .map(|process| {
             Command::new(&bin)
-                .args(["run", "--until-end", "--epoch", "100ms", "--brokers", &brokers])
+                .args(["run", "--until-end", "--epoch", "100ms", "--brokers", &brokers, "--metrics-addr", "", "--out"])
+                .arg(dir.path().join(format!("out{process}")))
                 .args(["--input", &topics.input, "--output", &topics.output, "--group", &topics.group])
                 .args(["-X", "message.max.bytes=2000000"])
                 .args(["-w", "2", "-n", "2", "-p", &process.to_string(), "-h"])

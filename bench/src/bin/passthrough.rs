@@ -1,6 +1,7 @@
 //! Passthrough throughput on a real broker: a bare rdkafka consume→produce loop (the
-//! practical limit) beside the tidewatch passthrough with 1 and 2 workers, on the same
-//! broker and the same records, interleaved in one run. Prints medians and ratios and
+//! practical limit) beside the tidewatch passthrough with 1 and 2 workers, with and
+//! without the observers (quality, lag, stats windows, alerts), on the same broker and
+//! the same generated visits, interleaved in one run. Prints medians and ratios and
 //! writes `bench/results/passthrough.{json,md}`.
 //!
 //! ```text
@@ -25,6 +26,11 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use tidewatch_bench::{cpu_seconds, median, results_dir, Machine};
 use tidewatch_engine::{run_job, Cluster, JobConfig, JobControl, KafkaConfig, NoObservers, Record};
+use tidewatch_jobs::config::FileConfig;
+use tidewatch_jobs::observer::run_observed;
+use tidewatch_jobs::outputs::OutputConfig;
+use tidewatch_jobs::visits::{GeneratorConfig, VisitGenerator};
+use tidewatch_operators::observers::ObserveConfig;
 use tidewatch_tests::{create_topics, produce, require_broker, unique_topic};
 
 #[derive(Debug, Parser)]
@@ -35,9 +41,7 @@ struct Args {
     /// Records in the input topic.
     #[arg(long, default_value_t = 1_000_000)]
     records: usize,
-    /// Value size in bytes.
-    #[arg(long, default_value_t = 400)]
-    size: usize,
+
     /// Partitions of the input and output topics.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
@@ -83,13 +87,19 @@ fn main() -> anyhow::Result<()> {
     require_broker(&args.brokers)?;
     let input = unique_topic("bench-in");
     create_topics(&args.brokers, &[&input], args.partitions)?;
-    eprintln!("producing {} records of {} bytes to {input} ...", args.records, args.size);
-    let records = make_records(args.records, args.size, args.partitions);
+    eprintln!("producing {} generated visits to {input} ...", args.records);
+    let records = make_records(args.records, args.partitions);
     produce(&args.brokers, &input, &records)?;
     let bytes: usize = records.iter().map(Record::size_bytes).sum();
     drop(records);
 
-    let all = ["bare rdkafka loop", "tidewatch passthrough, 1 worker", "tidewatch passthrough, 2 workers"];
+    let all = [
+        "bare rdkafka loop",
+        "tidewatch passthrough, 1 worker",
+        "tidewatch passthrough, 2 workers",
+        "tidewatch + observers, 1 worker",
+        "tidewatch + observers, 2 workers",
+    ];
     let names: Vec<&str> = all.into_iter().filter(|n| args.only.as_ref().is_none_or(|o| n.contains(o.as_str()))).collect();
     if names.is_empty() {
         bail!("--only matches none of {all:?}");
@@ -105,7 +115,7 @@ fn main() -> anyhow::Result<()> {
                 "bare rdkafka loop" => bare_loop(&args.brokers, &input, &output, args.partitions)?,
                 _ => {
                     let workers = if name.ends_with("2 workers") { 2 } else { 1 };
-                    tidewatch(&args.brokers, &input, &output, workers)?
+                    tidewatch(&args.brokers, &input, &output, workers, name.contains("observers"))?
                 }
             };
             let secs = start.elapsed().as_secs_f64();
@@ -139,7 +149,7 @@ fn main() -> anyhow::Result<()> {
     let report = Report {
         benchmark: "passthrough",
         records: args.records,
-        value_bytes: args.size,
+        value_bytes: bytes / args.records.max(1),
         partitions: args.partitions,
         rounds: args.rounds,
         machine: Machine::current(),
@@ -159,7 +169,7 @@ fn main() -> anyhow::Result<()> {
 
 fn markdown(report: &Report) -> String {
     let mut out = format!(
-        "Passthrough, {} records of {} bytes, {} partitions, median of {} rounds, {} CPUs ({})\n\n| contender | records/s | MB/s | CPU s / M records | ratio to bare loop |\n|---|---:|---:|---:|---:|\n",
+        "Passthrough, {} generated visits (mean {} bytes), {} partitions, median of {} rounds, {} CPUs ({})\n\n| contender | records/s | MB/s | CPU s / M records | ratio to bare loop |\n|---|---:|---:|---:|---:|\n",
         report.records, report.value_bytes, report.partitions, report.rounds, report.machine.cpus, report.machine.cpu_model
     );
     for c in &report.contenders {
@@ -171,26 +181,16 @@ fn markdown(report: &Report) -> String {
     out
 }
 
-/// Deterministic records: JSON-ish values padded to `size` bytes, keys per record.
-fn make_records(n: usize, size: usize, partitions: i32) -> Vec<Record> {
-    (0..n)
-        .map(|i| {
-            let mut value = format!("{{\"visit_id\":\"{i}\",\"page\":\"page_{}\",\"pad\":\"", i % 20).into_bytes();
-            value.resize(size.saturating_sub(2).max(value.len()), b'x');
-            value.extend_from_slice(b"\"}");
-            Record {
-                partition: (i as i32) % partitions,
-                offset: -1,
-                timestamp: Some(1_700_000_000_000 + i as i64),
-                key: Some(format!("k{i}").into_bytes()),
-                value: Some(value),
-                headers: Vec::new(),
-            }
-        })
+/// Reference-shaped visits (the default fault mix: 10 % with nulled fields), spread evenly.
+fn make_records(n: usize, partitions: i32) -> Vec<Record> {
+    let config = GeneratorConfig { seed: 1, partitions: partitions.unsigned_abs(), partition_weights: vec![1; partitions.unsigned_abs() as usize], ..GeneratorConfig::default() };
+    VisitGenerator::new(config)
+        .take(n)
+        .map(|g| Record { partition: g.partition, offset: -1, timestamp: Some(g.timestamp_ms), key: g.key, value: g.value, headers: Vec::new() })
         .collect()
 }
 
-fn tidewatch(brokers: &str, input: &str, output: &str, workers: usize) -> anyhow::Result<u64> {
+fn tidewatch(brokers: &str, input: &str, output: &str, workers: usize, observers: bool) -> anyhow::Result<u64> {
     let job = JobConfig {
         input_topic: input.to_owned(),
         output_topic: output.to_owned(),
@@ -200,7 +200,19 @@ fn tidewatch(brokers: &str, input: &str, output: &str, workers: usize) -> anyhow
     };
     let mut kafka = KafkaConfig::default();
     kafka.set("bootstrap.servers", brokers);
-    let summary = run_job(job, kafka, &Cluster { workers, ..Cluster::default() }, JobControl::new(), NoObservers)?;
+    let cluster = Cluster { workers, ..Cluster::default() };
+    let summary = if observers {
+        let dir = tempfile::tempdir()?;
+        let file = FileConfig {
+            job,
+            kafka,
+            observe: ObserveConfig::default(),
+            output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
+        };
+        run_observed(file, &cluster, JobControl::new())?
+    } else {
+        run_job(job, kafka, &cluster, JobControl::new(), NoObservers)?
+    };
     Ok(summary.records_delivered)
 }
 

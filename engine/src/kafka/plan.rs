@@ -2,7 +2,10 @@
 //! any worker starts: which partitions exist, where each starts, where `--until-end` stops.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::types::RDKafkaErrorCode;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -52,8 +55,8 @@ impl TopicPlan {
         for p in &partitions {
             request.add_partition(&job.input_topic, *p);
         }
-        let committed = consumer
-            .committed_offsets(request, REQUEST_TIMEOUT)
+        // A broker that just started answers "not coordinator" or "loading" for a while: retry those.
+        let committed = retry_transient(|| consumer.committed_offsets(request.clone(), REQUEST_TIMEOUT))
             .map_err(|e| EngineError::kafka(&brokers, format!("fetching committed offsets of group `{}`", job.group_id), e))?;
 
         let mut start = BTreeMap::new();
@@ -96,4 +99,40 @@ pub fn topic_partitions<C: rdkafka::consumer::ConsumerContext>(consumer: &BaseCo
         }
         _ => Err(EngineError::MissingTopic { topic: topic.to_owned(), brokers: brokers.to_owned() }),
     }
+}
+
+/// How long [`retry_transient`] keeps trying.
+const RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Calls `request` until it succeeds, fails with an error that retrying cannot fix, or
+/// [`RETRY_FOR`] has passed; backs off from 100 ms to 1 s between attempts.
+fn retry_transient<T>(mut request: impl FnMut() -> KafkaResult<T>) -> KafkaResult<T> {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match request() {
+            Ok(value) => return Ok(value),
+            Err(error) if is_transient(&error) && started.elapsed() < RETRY_FOR => {
+                tracing::warn!(%error, retry_in = ?backoff, "transient Kafka error; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Errors a broker gives while it (or its group coordinator) is starting or moving.
+fn is_transient(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::RequestTimedOut
+        )
+    )
 }

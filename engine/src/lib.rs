@@ -16,5 +16,5 @@ pub mod runtime;
 pub use config::{JobConfig, KafkaConfig, StartFrom};
 pub use control::{JobControl, JobMetrics};
 pub use error::{EngineError, Fault, Result};
-pub use record::{Record, RecordStream};
+pub use record::{Bytes, Record, RecordStream};
 pub use runtime::{run_job, Cluster, NoObservers, Observe, ObserveInputs, RunSummary, WorkerContext};

@@ -1,7 +1,13 @@
 //! The record that flows through a tidewatch dataflow: one Kafka message, owned.
 
+use std::sync::Arc;
+
 use rdkafka::message::{Headers, Message};
 use serde::{Deserialize, Serialize};
+
+/// Bytes of a key or value, shared: cloning a record (as timely does for each extra
+/// consumer of a stream) copies no payload.
+pub type Bytes = Arc<[u8]>;
 
 /// One Kafka message as read by the source: where it came from and every byte it carried.
 ///
@@ -16,9 +22,9 @@ pub struct Record {
     /// The message timestamp in milliseconds since the Unix epoch, if it had one.
     pub timestamp: Option<i64>,
     /// The message key; `None` for a null key.
-    pub key: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
     /// The message value; `None` for a null value (a tombstone).
-    pub value: Option<Vec<u8>>,
+    pub value: Option<Bytes>,
     /// Headers in their original order; a header value may be null.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
@@ -34,16 +40,16 @@ impl Record {
             partition: message.partition(),
             offset: message.offset(),
             timestamp: message.timestamp().to_millis(),
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
+            key: message.key().map(Bytes::from),
+            value: message.payload().map(Bytes::from),
             headers,
         }
     }
 
     /// Bytes of key, value and headers: what the record weighs on the wire, roughly.
     pub fn size_bytes(&self) -> usize {
-        self.key.as_ref().map_or(0, Vec::len)
-            + self.value.as_ref().map_or(0, Vec::len)
+        self.key.as_deref().map_or(0, <[u8]>::len)
+            + self.value.as_deref().map_or(0, <[u8]>::len)
             + self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum::<usize>()
     }
 }

@@ -60,7 +60,7 @@ pub trait ObserveQuality<'scope> {
     /// use tidewatch_operators::classify::{FieldKind, FieldSet, RecordKind};
     /// use tidewatch_operators::quality::{ObserveQuality, QualityKey};
     ///
-    /// let record = |v: &[u8]| Record { partition: 0, offset: 0, timestamp: None, key: None, value: Some(v.to_vec()), headers: vec![] };
+    /// let record = |v: &[u8]| Record { partition: 0, offset: 0, timestamp: None, key: None, value: Some(v.into()), headers: vec![] };
     /// let fields = Arc::new(FieldSet::new(&["page"]).unwrap());
     /// let captured = timely::example(move |scope| {
     ///     vec![record(br#"{"page":""}"#), record(br#"{"page":"home"}"#), record(b"{oops")]

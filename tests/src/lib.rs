@@ -92,7 +92,7 @@ pub fn corpus(n: usize, partitions: i32, big: bool) -> Vec<Record> {
                 _ => Vec::new(),
             };
             let value = if big && i == n / 2 { Some(vec![b'x'; 1_000_000]) } else { value };
-            Record { partition, offset: -1, timestamp: Some(base_ts + i as i64), key, value, headers }
+            Record { partition, offset: -1, timestamp: Some(base_ts + i as i64), key: key.map(Into::into), value: value.map(Into::into), headers }
         })
         .collect()
 }
@@ -134,10 +134,10 @@ pub fn produce(brokers: &str, topic: &str, records: &[Record]) -> anyhow::Result
     for record in records {
         let mut message: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(record.partition);
         if let Some(k) = &record.key {
-            message = message.key(k.as_slice());
+            message = message.key(&k[..]);
         }
         if let Some(v) = &record.value {
-            message = message.payload(v.as_slice());
+            message = message.payload(&v[..]);
         }
         if let Some(ts) = record.timestamp {
             message = message.timestamp(ts);

@@ -239,10 +239,10 @@ fn send(producer: &BaseProducer<SinkContext>, topic: &str, record: &Record, slot
     let mut message: BaseRecord<'_, [u8], [u8], usize> =
         BaseRecord::with_opaque_to(topic, slot).partition(record.partition);
     if let Some(key) = &record.key {
-        message = message.key(key.as_slice());
+        message = message.key(&key[..]);
     }
     if let Some(value) = &record.value {
-        message = message.payload(value.as_slice());
+        message = message.payload(&value[..]);
     }
     if let Some(ts) = record.timestamp {
         message = message.timestamp(ts);

@@ -29,9 +29,9 @@ use crate::kafka::plan::TopicPlan;
 use crate::record::{Record, RecordStream};
 
 /// Most records one activation of the source emits before yielding to other operators.
-const MAX_BATCH: usize = 8192;
+const MAX_BATCH: usize = 32768;
 /// Longest one activation of the source polls.
-const MAX_POLL: Duration = Duration::from_millis(2);
+const MAX_POLL: Duration = Duration::from_millis(10);
 /// Longest an idle source sleeps (it is woken earlier by new data or the next epoch),
 /// so stop requests are seen promptly.
 const IDLE_WAKE: Duration = Duration::from_millis(100);

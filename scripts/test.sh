@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: starts the real services the tests need (a local Apache Kafka
-# broker from Maven Central jars), runs the whole test suite, and stops the services.
+# broker from Maven Central jars), checks the Prometheus rules with promtool, runs the
+# whole test suite, and stops the services.
 #
 #   scripts/test.sh            # all tests
 #   scripts/test.sh -- NAME    # only tests whose name contains NAME
@@ -27,5 +28,8 @@ if ! scripts/kafka.sh status >/dev/null 2>&1; then
   scripts/kafka.sh start
   started_kafka=1
 fi
+
+# Prometheus configuration, alert rules and their unit tests (promtool, from Debian).
+deploy/prometheus/check.sh
 
 cargo test --workspace --locked "$@"

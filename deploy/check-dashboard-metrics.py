@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Check that the PromQL of the Grafana dashboards and of the Prometheus rules names
+only series that tidewatch really serves.
+
+    python3 deploy/check-dashboard-metrics.py SCRAPE_FILE [--dashboard JSON ...] [--rules YML ...]
+
+SCRAPE_FILE is the text of a scrape of tidewatch's /metrics, for example
+    curl -s 127.0.0.1:19464/metrics > /tmp/scrape.txt
+taken while `tidewatch demo --metrics-addr 127.0.0.1:19464 ...` runs and after its first
+window has closed (the lag and status gauges appear then).
+
+Every metric name found in an expression must be a sample name of the scrape, or one of
+the series Prometheus adds itself for each target (`up`, `scrape_*`). Every label name
+used in a matcher or in by/without/on/ignoring/group_left/group_right must be a label of
+the scrape, or a target label Prometheus attaches (`job`, `instance`).
+Exits 1 on any unknown name, or when no expression or no scraped series was found.
+
+Standard library only; PyYAML is used for the rules when it is installed, otherwise a
+small reader of the `expr:` entries (plain, quoted or block scalars) is.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DASHBOARDS = sorted(glob.glob(os.path.join(HERE, "grafana", "dashboards", "*.json")))
+DEFAULT_RULES = [os.path.join(HERE, "prometheus", "tidewatch-rules.yml")]
+
+# Series and labels Prometheus itself adds for every scraped target.
+TARGET_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped",
+                 "scrape_samples_post_metric_relabeling", "scrape_series_added"}
+TARGET_LABELS = {"job", "instance"}
+
+KEYWORDS = {"and", "or", "unless", "bool", "by", "without", "on", "ignoring",
+            "group_left", "group_right", "offset", "inf", "nan"}
+IDENT = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+LABEL = r"[a-zA-Z_][a-zA-Z0-9_]*"
+
+
+def read_scrape(path):
+    """Sample names and label names of a Prometheus / OpenMetrics text exposition."""
+    names, labels = set(), set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            m = re.match(rf"({IDENT})(\{{.*\}})?\s", line)
+            if not m:
+                continue
+            names.add(m.group(1))
+            if m.group(2):
+                labels.update(re.findall(rf"({LABEL})\s*=\s*\"", m.group(2)))
+    return names, labels
+
+
+def promql_names(expr):
+    """(metric names, label names) that a PromQL expression refers to."""
+    metrics, labels = set(), set()
+    metrics.update(re.findall(r'__name__\s*=\s*"([^"]+)"', expr))
+    # Grafana variables ($__rate_interval, ${var}) and string literals go first.
+    s = re.sub(r"\$\{[^}]*\}|\$\w+", " ", expr)
+    s = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', s)
+    # Label matchers: keep the label names, drop the block.
+    for block in re.findall(r"\{[^}]*\}", s):
+        labels.update(re.findall(rf"({LABEL})\s*(?:=~|!~|!=|=)", block))
+    s = re.sub(r"\{[^}]*\}", " ", s)
+    # Ranges and subqueries, offset and @ modifiers.
+    s = re.sub(r"\[[^\]]*\]", " ", s)
+    s = re.sub(r"\boffset\s+-?[0-9a-z]+", " ", s)
+    s = re.sub(r"@\s*(?:start\(\)|end\(\)|[0-9.]+)", " ", s)
+    # Grouping clauses: keep the label names, drop the clause.
+    for _, inner in re.findall(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)", s):
+        labels.update(x.strip() for x in inner.split(",") if x.strip())
+    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
+    for m in re.finditer(rf"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|({IDENT})", s):
+        name = m.group(1)
+        if not name or name.lower() in KEYWORDS:
+            continue
+        if re.match(r"\s*\(", s[m.end():]):  # a function or an aggregation
+            continue
+        metrics.add(name)
+    return metrics, labels
+
+
+def dashboard_exprs(path):
+    """The PromQL expressions of a Grafana dashboard: every "expr" string, anywhere."""
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    found = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            title = node.get("title", where) if isinstance(node.get("title"), str) else where
+            if isinstance(node.get("expr"), str) and node["expr"].strip():
+                found.append((title, node["expr"]))
+            for v in node.values():
+                walk(v, title)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, where)
+
+    walk(doc, os.path.basename(path))
+    return found
+
+
+def rules_exprs(path):
+    """(rule name, expr) of a Prometheus rules file."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        import yaml  # noqa: PLC0415
+    except ImportError:
+        return _rules_exprs_plain(text)
+    doc = yaml.safe_load(text) or {}
+    out = []
+    for group in doc.get("groups", []):
+        for rule in group.get("rules", []):
+            out.append((rule.get("alert") or rule.get("record") or "?", str(rule["expr"])))
+    return out
+
+
+def _rules_exprs_plain(text):
+    out, name = [], "?"
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        m = re.match(r"\s*-?\s*(alert|record):\s*(\S+)", line)
+        if m:
+            name = m.group(2)
+        m = re.match(r"(\s*)-?\s*expr:\s*(.*)$", line)
+        if m:
+            value = m.group(2).strip()
+            if value[:1] in ("|", ">"):
+                indent = None
+                body = []
+                i += 1
+                while i < len(lines):
+                    nxt = lines[i]
+                    if nxt.strip():
+                        ind = len(nxt) - len(nxt.lstrip())
+                        if indent is None:
+                            indent = ind
+                        if ind < indent:
+                            break
+                    body.append(nxt.strip())
+                    i += 1
+                out.append((name, " ".join(body)))
+                continue
+            if value[:1] in ("'", '"'):
+                value = value[1:-1]
+            out.append((name, value))
+        i += 1
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("scrape", help="a scrape of tidewatch's /metrics (text)")
+    ap.add_argument("--dashboard", action="append", help="Grafana dashboard JSON (default: deploy/grafana/dashboards/*.json)")
+    ap.add_argument("--rules", action="append", help="Prometheus rules file (default: deploy/prometheus/tidewatch-rules.yml)")
+    args = ap.parse_args()
+
+    scraped, scraped_labels = read_scrape(args.scrape)
+    if not any(n.startswith("tidewatch_") for n in scraped):
+        print(f"FAIL: no tidewatch_ series in {args.scrape}")
+        return 1
+    known = scraped | TARGET_SERIES
+    known_labels = scraped_labels | TARGET_LABELS
+
+    sources = [(p, dashboard_exprs(p)) for p in (args.dashboard or DEFAULT_DASHBOARDS)]
+    sources += [(p, rules_exprs(p)) for p in (args.rules or DEFAULT_RULES)]
+
+    failures, total, used = 0, 0, set()
+    for path, exprs in sources:
+        rel = os.path.relpath(path)
+        if not exprs:
+            print(f"FAIL: {rel}: no PromQL expression found")
+            failures += 1
+            continue
+        for where, expr in exprs:
+            total += 1
+            metrics, labels = promql_names(expr)
+            used |= metrics
+            if not metrics:
+                print(f"FAIL: {rel}: {where}: no metric name found in {expr!r}")
+                failures += 1
+            for name in sorted(metrics - known):
+                print(f"FAIL: {rel}: {where}: unknown series {name} in {' '.join(expr.split())}")
+                failures += 1
+            for label in sorted(labels - known_labels):
+                print(f"FAIL: {rel}: {where}: unknown label {label} in {' '.join(expr.split())}")
+                failures += 1
+        print(f"{rel}: {len(exprs)} expressions")
+
+    print(f"series used ({len(used)}): {', '.join(sorted(used))}")
+    extra = sorted(used & TARGET_SERIES - scraped)
+    if extra:
+        print(f"  of which added by Prometheus per target, not served by tidewatch: {', '.join(extra)}")
+    unused = sorted(n for n in scraped if n.startswith("tidewatch_") and n not in used)
+    if unused:
+        print(f"served but used nowhere: {', '.join(unused)}")
+    if failures:
+        print(f"FAIL: {failures} problem(s) in {total} expressions")
+        return 1
+    print(f"OK: {total} expressions name only series and labels of {args.scrape}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,6 +10,7 @@ pub mod control;
 pub mod epoch;
 pub mod error;
 pub mod kafka;
+pub mod opensearch;
 pub mod record;
 pub mod runtime;
 

@@ -22,6 +22,9 @@ pub struct FileConfig {
     /// The `[output]` table: files and the metrics endpoint.
     #[serde(default)]
     pub output: crate::outputs::OutputConfig,
+    /// The `[opensearch]` table: where observation documents are indexed.
+    #[serde(default)]
+    pub opensearch: tidewatch_engine::opensearch::OpenSearchConfig,
 }
 
 impl FileConfig {
@@ -75,6 +78,9 @@ pub struct JobFlags {
     /// Address of the /metrics endpoint, or "" for none (`output.metrics_addr`).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// OpenSearch URL to index the observations into, e.g. http://127.0.0.1:9200 (`opensearch.url`).
+    #[arg(long, value_name = "URL")]
+    pub opensearch: Option<String>,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -91,8 +97,22 @@ impl JobFlags {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
-        let JobFlags { config: _, brokers, input, output, group, epoch, start_from, until_end, rdkafka, window, fields, out, metrics_addr } =
-            self;
+        let JobFlags {
+            config: _,
+            brokers,
+            input,
+            output,
+            group,
+            epoch,
+            start_from,
+            until_end,
+            rdkafka,
+            window,
+            fields,
+            out,
+            metrics_addr,
+            opensearch,
+        } = self;
         if let Some(b) = brokers {
             file.kafka.set("bootstrap.servers", b.clone());
         }
@@ -128,6 +148,9 @@ impl JobFlags {
         }
         if let Some(addr) = metrics_addr {
             file.output.metrics_addr.clone_from(addr);
+        }
+        if let Some(url) = opensearch {
+            file.opensearch.url.clone_from(url);
         }
         file.job.validate()?;
         Ok(file)

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::mocking::MockCluster;
+use tidewatch_engine::opensearch::OpenSearchConfig;
 use tidewatch_engine::{Cluster, JobConfig, JobControl, JobMetrics, KafkaConfig, RunSummary};
 use tidewatch_operators::alerts::{AlertRule, Comparison};
 use tidewatch_operators::observers::{ObserveConfig, ObserverMetrics};
@@ -101,6 +102,7 @@ pub fn run_demo(args: &DemoArgs, control: Arc<JobControl>) -> anyhow::Result<Dem
         kafka,
         observe,
         output: OutputConfig { dir: args.out.clone(), metrics_addr: args.metrics_addr.clone() },
+        opensearch: OpenSearchConfig::default(),
     };
     let mut progress = None;
     let result = run_observed_watching(

@@ -36,13 +36,13 @@ pub fn run_observed_watching(
     observer_metrics: Arc<ObserverMetrics>,
     watch: impl FnOnce(Arc<Mutex<Latest>>),
 ) -> anyhow::Result<RunSummary> {
-    let FileConfig { job, kafka, observe, output } = file;
+    let FileConfig { job, kafka, observe, output, opensearch } = file;
     // Check everything before anything starts (files, ports).
     job.validate()?;
     kafka.consumer_config(&job.group_id)?;
     kafka.producer_config()?;
     let plan = ObserverPlan::new(&observe, job.epoch_interval)?;
-    let outputs = Outputs::start(&output, &job.input_topic, cluster.process, Arc::clone(&control), Arc::clone(&observer_metrics))?;
+    let outputs = Outputs::start(&output, &opensearch, &job.input_topic, cluster.process, Arc::clone(&control), Arc::clone(&observer_metrics))?;
     let observers = plan.attach(outputs.sinks.clone(), observer_metrics);
     watch(Arc::clone(&outputs.latest));
     tracing::info!(dir = %output.dir.display(), metrics = ?outputs.metrics_addr, "observations go to stats.ndjson and alerts.ndjson");

@@ -18,6 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
+use tidewatch_engine::opensearch::{OpenSearchConfig, OpenSearchCounters, OpenSearchSink};
 use tidewatch_engine::{JobControl, JobMetrics};
 use tidewatch_operators::alerts::{AlertEvent, AlertState};
 use tidewatch_operators::observers::{ObservationSinks, ObserverMetrics};
@@ -62,6 +63,11 @@ struct Metrics {
     alert_firing: Family<Labels, Gauge>,
     arrangement_updates: Gauge,
     windows: Counter,
+    opensearch_indexed: Counter,
+    opensearch_dropped: Counter,
+    opensearch_rejected: Counter,
+    opensearch_retries: Counter,
+    opensearch_buffered: Gauge,
 }
 
 impl Metrics {
@@ -83,6 +89,11 @@ impl Metrics {
         registry.register("tidewatch_alert_firing", "1 while an alert rule fires", self.alert_firing.clone());
         registry.register("tidewatch_arrangement_updates", "Updates held by the quality arrangements", self.arrangement_updates.clone());
         registry.register("tidewatch_windows", "Observation windows closed", self.windows.clone());
+        registry.register("tidewatch_opensearch_indexed", "Documents indexed in OpenSearch", self.opensearch_indexed.clone());
+        registry.register("tidewatch_opensearch_dropped", "Documents dropped because the OpenSearch buffer was full", self.opensearch_dropped.clone());
+        registry.register("tidewatch_opensearch_rejected", "Documents OpenSearch rejected for good", self.opensearch_rejected.clone());
+        registry.register("tidewatch_opensearch_retries", "Bulk attempts that failed and were retried", self.opensearch_retries.clone());
+        registry.register("tidewatch_opensearch_buffered", "Documents waiting for OpenSearch", self.opensearch_buffered.clone());
     }
 
     fn absorb_doc(&self, doc: &StatsDoc, topic: &str) {
@@ -164,7 +175,15 @@ pub struct Outputs {
 impl Outputs {
     /// Opens the files, binds the metrics endpoint and starts the writer thread, which
     /// ends when the observers' senders are dropped (the job finished).
-    pub fn start(config: &OutputConfig, topic: &str, process: usize, control: Arc<JobControl>, observers: Arc<ObserverMetrics>) -> anyhow::Result<Outputs> {
+    pub fn start(
+        config: &OutputConfig,
+        opensearch: &OpenSearchConfig,
+        topic: &str,
+        process: usize,
+        control: Arc<JobControl>,
+        observers: Arc<ObserverMetrics>,
+    ) -> anyhow::Result<Outputs> {
+        let opensearch = if opensearch.url.is_empty() { None } else { Some(OpenSearchSink::start(opensearch)?) };
         std::fs::create_dir_all(&config.dir).with_context(|| format!("config key `output.dir`: cannot create {}", config.dir.display()))?;
         let stats_file = append(&config.dir.join("stats.ndjson"))?;
         let alerts_file = append(&config.dir.join("alerts.ndjson"))?;
@@ -194,7 +213,7 @@ impl Outputs {
         let latest = Arc::new(Mutex::new(Latest::default()));
         let shared = Arc::clone(&latest);
         let writer = std::thread::Builder::new().name("tidewatch-outputs".into()).spawn(move || {
-            let files = Files { stats: stats_file, alerts: alerts_file };
+            let files = Files { stats: stats_file, alerts: alerts_file, opensearch };
             write_loop(stats_rx, alerts_rx, files, &metrics, &topic, &control, &observers, &shared)
         })?;
         Ok(Outputs { sinks: ObservationSinks { stats: stats_tx, alerts: alerts_tx }, writer, metrics_addr, latest })
@@ -211,10 +230,11 @@ fn append(path: &Path) -> anyhow::Result<File> {
     OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {} for appending", path.display()))
 }
 
-/// The NDJSON files of a job.
+/// Where the documents of a job go: the NDJSON files, and OpenSearch if configured.
 struct Files {
     stats: File,
     alerts: File,
+    opensearch: Option<OpenSearchSink>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -228,23 +248,19 @@ fn write_loop(
     observers: &ObserverMetrics,
     latest: &Mutex<Latest>,
 ) -> anyhow::Result<()> {
-    let Files { stats: mut stats_file, alerts: mut alerts_file } = files;
+    let Files { stats: mut stats_file, alerts: mut alerts_file, opensearch } = files;
     let tick = crossbeam_channel::tick(Duration::from_millis(500));
     let mut open = (true, true);
-    let refresh = || {
-        let m = &control.metrics;
-        raise_to(&metrics.records_read, JobMetrics::get(&m.records_in));
-        raise_to(&metrics.bytes_read, JobMetrics::get(&m.bytes_in));
-        raise_to(&metrics.records_delivered, JobMetrics::get(&m.records_delivered));
-        raise_to(&metrics.commits, JobMetrics::get(&m.commits));
-        metrics.arrangement_updates.set(i64::try_from(observers.arrangement_updates.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
-    };
+    let refresh = |opensearch: Option<&OpenSearchSink>| refresh_metrics(metrics, control, observers, opensearch);
     while open.0 || open.1 {
         select! {
             recv(stats) -> doc => match doc {
                 Ok(doc) => {
                     serde_json::to_writer(&mut stats_file, &doc)?;
                     stats_file.write_all(b"\n")?;
+                    if let Some(sink) = &opensearch {
+                        sink.stats(serde_json::to_value(&doc)?);
+                    }
                     metrics.absorb_doc(&doc, topic);
                     let mut latest = latest.lock().unwrap_or_else(PoisonError::into_inner);
                     latest.windows += 1;
@@ -256,6 +272,9 @@ fn write_loop(
                 Ok(event) => {
                     serde_json::to_writer(&mut alerts_file, &event)?;
                     alerts_file.write_all(b"\n")?;
+                    if let Some(sink) = &opensearch {
+                        sink.alert(serde_json::to_value(&event)?);
+                    }
                     metrics.absorb_alert(&event);
                     let mut latest = latest.lock().unwrap_or_else(PoisonError::into_inner);
                     latest.alert_events += 1;
@@ -267,13 +286,41 @@ fn write_loop(
                 }
                 Err(_) => open.1 = false,
             },
-            recv(tick) -> _ => refresh(),
+            recv(tick) -> _ => refresh(opensearch.as_ref()),
         }
     }
-    refresh();
+    let counters = opensearch.as_ref().map(|sink| Arc::clone(&sink.counters));
+    if let Some(sink) = opensearch {
+        sink.finish();
+    }
+    refresh(None);
+    if let Some(c) = counters {
+        refresh_opensearch(metrics, &c);
+    }
     stats_file.sync_data()?;
     alerts_file.sync_data()?;
     Ok(())
+}
+
+/// Copies the job's live counters into the Prometheus figures.
+fn refresh_metrics(metrics: &Metrics, control: &JobControl, observers: &ObserverMetrics, opensearch: Option<&OpenSearchSink>) {
+    let m = &control.metrics;
+    raise_to(&metrics.records_read, JobMetrics::get(&m.records_in));
+    raise_to(&metrics.bytes_read, JobMetrics::get(&m.bytes_in));
+    raise_to(&metrics.records_delivered, JobMetrics::get(&m.records_delivered));
+    raise_to(&metrics.commits, JobMetrics::get(&m.commits));
+    metrics.arrangement_updates.set(i64::try_from(observers.arrangement_updates.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+    if let Some(sink) = opensearch {
+        refresh_opensearch(metrics, &sink.counters);
+    }
+}
+
+fn refresh_opensearch(metrics: &Metrics, c: &OpenSearchCounters) {
+    raise_to(&metrics.opensearch_indexed, c.indexed.load(Ordering::Relaxed));
+    raise_to(&metrics.opensearch_dropped, c.dropped.load(Ordering::Relaxed));
+    raise_to(&metrics.opensearch_rejected, c.rejected.load(Ordering::Relaxed));
+    raise_to(&metrics.opensearch_retries, c.retries.load(Ordering::Relaxed));
+    metrics.opensearch_buffered.set(i64::try_from(c.buffered.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
 }
 
 /// Answers `GET /metrics` with the registry in the OpenMetrics text format.

@@ -210,6 +210,7 @@ fn tidewatch(brokers: &str, input: &str, output: &str, workers: usize, observers
             kafka,
             observe: ObserveConfig::default(),
             output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
+            opensearch: Default::default(),
         };
         run_observed(file, &cluster, JobControl::new())?
     } else {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command: starts the real services the tests need (a local Apache Kafka
-# broker from Maven Central jars), checks the Prometheus rules with promtool, runs the
-# whole test suite, and stops the services.
+# The test command: starts the real services the tests need (an Apache Kafka broker and
+# an OpenSearch node, both from Maven Central jars), checks the Prometheus rules with
+# promtool (Debian's prometheus package, installed if missing), runs the whole test
+# suite, and stops the services it started.
 #
 #   scripts/test.sh            # all tests
 #   scripts/test.sh -- NAME    # only tests whose name contains NAME
@@ -13,20 +14,28 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidewatch/target}"
 export TIDEWATCH_KAFKA_PORT="${TIDEWATCH_KAFKA_PORT:-9092}"
 export TIDEWATCH_KAFKA="127.0.0.1:${TIDEWATCH_KAFKA_PORT}"
+export TIDEWATCH_OPENSEARCH_PORT="${TIDEWATCH_OPENSEARCH_PORT:-9200}"
+export TIDEWATCH_OPENSEARCH="http://127.0.0.1:${TIDEWATCH_OPENSEARCH_PORT}"
 
 for tool in cargo java mvn; do
   command -v "$tool" >/dev/null || { echo "test.sh: '$tool' is required (see README: Requirements)" >&2; exit 1; }
 done
 
 started_kafka=0
+started_opensearch=0
 cleanup() {
   if [ "$started_kafka" = 1 ]; then scripts/kafka.sh stop || true; fi
+  if [ "$started_opensearch" = 1 ]; then scripts/opensearch.sh stop || true; fi
 }
 trap cleanup EXIT
 
 if ! scripts/kafka.sh status >/dev/null 2>&1; then
   scripts/kafka.sh start
   started_kafka=1
+fi
+if ! scripts/opensearch.sh status >/dev/null 2>&1; then
+  scripts/opensearch.sh start
+  started_opensearch=1
 fi
 
 # Prometheus configuration, alert rules and their unit tests (promtool, from Debian).

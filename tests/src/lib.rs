@@ -288,3 +288,65 @@ pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
         (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
     listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
+
+/// The URL of the real OpenSearch node: `TIDEWATCH_OPENSEARCH` or the script's default.
+pub fn opensearch_url() -> String {
+    std::env::var("TIDEWATCH_OPENSEARCH").unwrap_or_else(|_| "http://127.0.0.1:9200".to_owned())
+}
+
+/// One HTTP/1.1 request with a JSON body to a plain-HTTP server; returns the status and
+/// the body parsed as JSON (`Value::Null` when empty).
+pub fn http_json(method: &str, url: &str, body: Option<&serde_json::Value>) -> anyhow::Result<(u16, serde_json::Value)> {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").context("only http:// URLs")?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let payload = body.map(serde_json::Value::to_string).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("malformed HTTP response")?;
+    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("no HTTP status")?;
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    let value = if body.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(&body).with_context(|| format!("not JSON: {body}"))? };
+    Ok((status, value))
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Fails with instructions when no OpenSearch answers at `url`.
+pub fn require_opensearch(url: &str) -> anyhow::Result<()> {
+    match http_json("GET", &format!("{url}/_cluster/health"), None) {
+        Ok((200, _)) => Ok(()),
+        other => bail!("no OpenSearch answers at {url} ({other:?}): start one with `scripts/opensearch.sh start` (the README's test command does it)"),
+    }
+}
+
+/// Every document of `index`, sorted by `field`, as their `_source`.
+pub fn opensearch_docs(url: &str, index: &str, sort_field: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    http_json("POST", &format!("{url}/{index}/_refresh"), None)?;
+    let query = serde_json::json!({ "size": 10000, "sort": [{ sort_field: "asc" }], "query": { "match_all": {} } });
+    let (status, reply) = http_json("POST", &format!("{url}/{index}/_search"), Some(&query))?;
+    if status != 200 {
+        bail!("searching {index}: HTTP {status}: {reply}");
+    }
+    Ok(reply["hits"]["hits"].as_array().map(|hits| hits.iter().map(|h| h["_source"].clone()).collect()).unwrap_or_default())
+}

@@ -35,6 +35,8 @@ jvm_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true)
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 say() { echo "kafka.sh: $*"; }
+# shellcheck source=scripts/service-lib.sh
+source "$here/service-lib.sh"
 
 [[ "$port" =~ ^[0-9]+$ && "$controller_port" =~ ^[0-9]+$ ]] || die "ports must be numbers"
 
@@ -192,27 +194,9 @@ stop() {
     rm -f "$pidfile"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 120); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.25
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    say "broker did not stop within 30 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  fi
-  rm -f "$pidfile"
-  say "broker stopped"
+  stop_jvm broker "$pid"
 }
 
-# One start/stop/kill9 at a time per state dir.
-lock() {
-  command -v flock >/dev/null || return 0
-  mkdir -p "$(dirname "$state")"
-  exec 9>"$state.lock"
-  flock 9
-}
 
 case "${1:-}" in
   start) lock; start ;;

@@ -52,6 +52,8 @@ read -r -a extra_jvm_opts <<<"${TIDEWATCH_OPENSEARCH_JAVA_OPTS:-}"
 
 die() { echo "opensearch.sh: $*" >&2; exit 1; }
 say() { echo "opensearch.sh: $*"; }
+# shellcheck source=scripts/service-lib.sh
+source "$here/service-lib.sh"
 
 [[ "$port" =~ ^[0-9]+$ && "$transport_port" =~ ^[0-9]+$ ]] || die "ports must be numbers"
 [ "$port" != "$transport_port" ] || die "the HTTP and transport ports must differ"
@@ -207,27 +209,9 @@ stop() {
     rm -f "$pidfile"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 120); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.25
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    say "node did not stop within 30 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  fi
-  rm -f "$pidfile"
-  say "node stopped"
+  stop_jvm node "$pid"
 }
 
-# One start/stop/kill9 at a time per state dir.
-lock() {
-  command -v flock >/dev/null || return 0
-  mkdir -p "$(dirname "$state")"
-  exec 9>"$state.lock"
-  flock 9
-}
 
 # One jar fetch / launcher compile at a time per cache dir (nodes on other ports share it).
 cache_lock() {

@@ -53,3 +53,14 @@ pub fn cpu_seconds() -> f64 {
     // utime and stime are fields 14 and 15 of the full line: 11 and 12 after the state.
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// Writes a benchmark's results as `bench/results/<name>.json` and `<name>.md`.
+pub fn write_results<R: Serialize>(name: &str, report: &R, table: &str) -> std::io::Result<()> {
+    let dir = results_dir();
+    std::fs::create_dir_all(&dir)?;
+    let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join(format!("{name}.json")), json)?;
+    std::fs::write(dir.join(format!("{name}.md")), table)?;
+    tracing::info!(path = %dir.join(format!("{name}.md")).display(), "wrote results");
+    Ok(())
+}

@@ -350,3 +350,33 @@ pub fn opensearch_docs(url: &str, index: &str, sort_field: &str) -> anyhow::Resu
     }
     Ok(reply["hits"]["hits"].as_array().map(|hits| hits.iter().map(|h| h["_source"].clone()).collect()).unwrap_or_default())
 }
+
+/// Runs `tidewatch run ARGS` as `processes` processes of `workers` workers each on this
+/// machine (a host file of free ports, `-n -p -h`), process `p` writing its outputs to
+/// `dir/p<p>` and serving no metrics; waits for all and fails if any fails.
+pub fn run_processes(dir: &std::path::Path, processes: usize, workers: usize, args: &[&str]) -> anyhow::Result<()> {
+    let bin = tidewatch_bin()?;
+    let hostfile = dir.join("hosts");
+    std::fs::write(&hostfile, free_ports(processes)?.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>())?;
+    let children: Vec<_> = (0..processes)
+        .map(|p| {
+            std::process::Command::new(&bin)
+                .arg("run")
+                .args(args)
+                .args(["--metrics-addr", "", "--out"])
+                .arg(dir.join(format!("p{p}")))
+                .args(["-w", &workers.to_string(), "-n", &processes.to_string(), "-p", &p.to_string(), "-h"])
+                .arg(&hostfile)
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .context("spawning tidewatch")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for mut child in children {
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("a tidewatch process exited with {status}");
+        }
+    }
+    Ok(())
+}

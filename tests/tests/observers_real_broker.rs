@@ -5,7 +5,6 @@
 //! thousands of epochs.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use tidewatch_jobs::visits::{produce_into, FaultMix, GeneratorConfig, GeneratorS
 use tidewatch_operators::alerts::{AlertEvent, AlertRule, AlertState, Comparison};
 use tidewatch_operators::observers::ObserveConfig;
 use tidewatch_operators::stats::{PartitionStatus, StatsDoc};
-use tidewatch_tests::{create_topics, end_offsets, free_ports, real_brokers, require_broker, tidewatch_bin, unique_topic};
+use tidewatch_tests::{create_topics, end_offsets, real_brokers, require_broker, run_processes, unique_topic};
 
 const FIELDS: [&str; 3] = ["event_time", "user_id", "page"];
 /// Records of the lag test's burst, produced over 3 s; with tiny fetches 100 ms apart the
@@ -108,29 +107,8 @@ fn real_broker_observed_counts_equal_injected_two_processes_of_two_workers() -> 
     create_topics(&brokers, &[&input, &output], 4)?;
     let summary = produce_visits(&brokers, &input, 20_000, 4, 12)?;
     let dir = tempfile::tempdir()?;
-    let hostfile = dir.path().join("hosts");
-    std::fs::write(&hostfile, free_ports(2)?.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>())?;
-    let bin = tidewatch_bin()?;
-    let children: Vec<_> = (0..2)
-        .map(|p| {
-            Command::new(&bin)
-                .args(["run", "--until-end", "--epoch", "100ms", "--window", "500ms", "--metrics-addr", ""])
-                .args(["--brokers", &brokers, "--input", &input, "--output", &output, "--group", &group])
-                .arg("--out")
-                .arg(dir.path().join(format!("p{p}")))
-                .args(["-w", "2", "-n", "2", "-p", &p.to_string(), "-h"])
-                .arg(&hostfile)
-                .stdin(Stdio::null())
-                .spawn()
-                .context("spawning tidewatch")
-        })
-        .collect::<anyhow::Result<_>>()?;
-    for mut child in children {
-        let status = child.wait()?;
-        if !status.success() {
-            bail!("a tidewatch process exited with {status}");
-        }
-    }
+    let args = ["--until-end", "--epoch", "100ms", "--window", "500ms", "--brokers", &brokers, "--input", &input, "--output", &output, "--group", &group];
+    run_processes(dir.path(), 2, 2, &args)?;
     // Worker 0 (in process 0) assembles the documents of the whole job.
     let docs: Vec<StatsDoc> = read_ndjson(&dir.path().join("p0/stats.ndjson"))?;
     assert_counts_match(&docs, &summary);

@@ -3,14 +3,12 @@
 //! 3 workers (an uneven split of 4 partitions) and 2 processes × 2 workers; offsets
 //! committed at the end; a second run copies nothing; a resumed run completes the copy.
 
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
 use tidewatch_engine::{run_job, Cluster, JobConfig, JobControl, KafkaConfig, NoObservers};
 use tidewatch_tests::{
-    assert_copied_exactly, committed, corpus, create_topics, end_offsets, free_ports, produce, read_all, real_brokers,
-    require_broker, tidewatch_bin, unique_topic,
+    assert_copied_exactly, committed, corpus, create_topics, end_offsets, produce, read_all, real_brokers,
+    require_broker, run_processes, unique_topic,
 };
 
 const PARTITIONS: i32 = 4;
@@ -87,30 +85,9 @@ fn real_broker_two_processes_of_two_workers() -> anyhow::Result<()> {
     let (brokers, topics) = setup("n2w2")?;
     let records = corpus(RECORDS, PARTITIONS, true);
     produce(&brokers, &topics.input, &records)?;
-    let bin = tidewatch_bin()?;
     let dir = tempfile::tempdir()?;
-    let hostfile = dir.path().join("hosts");
-    let ports = free_ports(2)?;
-    std::fs::write(&hostfile, ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>())?;
-    let children: Vec<_> = (0..2)
-        .map(|process| {
-            Command::new(&bin)
-                .args(["run", "--until-end", "--epoch", "100ms", "--brokers", &brokers, "--metrics-addr", "", "--out"])
-                .arg(dir.path().join(format!("out{process}")))
-                .args(["--input", &topics.input, "--output", &topics.output, "--group", &topics.group])
-                .args(["-X", "message.max.bytes=2000000"])
-                .args(["-w", "2", "-n", "2", "-p", &process.to_string(), "-h"])
-                .arg(&hostfile)
-                .spawn()
-                .context("spawning tidewatch")
-        })
-        .collect::<anyhow::Result<_>>()?;
-    for mut child in children {
-        let status = child.wait()?;
-        if !status.success() {
-            bail!("a tidewatch process exited with {status}");
-        }
-    }
+    let args = ["--until-end", "--epoch", "100ms", "--brokers", &brokers, "--input", &topics.input, "--output", &topics.output, "--group", &topics.group];
+    run_processes(dir.path(), 2, 2, &[&args[..], &["-X", "message.max.bytes=2000000"]].concat())?;
     assert_copied_exactly(&records, &read_all(&brokers, &topics.output)?);
     assert_committed_to_end(&brokers, &topics)?;
     Ok(())

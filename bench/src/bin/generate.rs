@@ -20,7 +20,7 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use serde::Serialize;
-use tidewatch_bench::{cpu_seconds, median, results_dir, Machine};
+use tidewatch_bench::{cpu_seconds, median, write_results, Machine};
 use tidewatch_jobs::visits::{produce_into, GeneratorConfig, NeverStop, ProduceSettings, VisitGenerator};
 use tidewatch_tests::{create_topics, end_offsets, require_broker, unique_topic};
 
@@ -184,11 +184,8 @@ fn main() -> anyhow::Result<()> {
     let table = markdown(&report);
     println!("{table}");
     if !args.quick {
-        let dir = results_dir();
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("generate.json"), serde_json::to_string_pretty(&report)?)?;
-        std::fs::write(dir.join("generate.md"), &table)?;
-        eprintln!("wrote {}", dir.join("generate.md").display());
+        write_results("generate", &report, &table)?;
+        eprintln!("wrote bench/results/generate.md and .json");
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
-use tidewatch_bench::{cpu_seconds, median, results_dir, Machine};
+use tidewatch_bench::{cpu_seconds, median, write_results, Machine};
 use tidewatch_engine::{run_job, Cluster, JobConfig, JobControl, KafkaConfig, NoObservers, Record};
 use tidewatch_jobs::config::FileConfig;
 use tidewatch_jobs::observer::run_observed;
@@ -160,11 +160,8 @@ fn main() -> anyhow::Result<()> {
     let table = markdown(&report);
     println!("{table}");
     if !args.quick && args.only.is_none() {
-        let dir = results_dir();
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("passthrough.json"), serde_json::to_string_pretty(&report)?)?;
-        std::fs::write(dir.join("passthrough.md"), &table)?;
-        eprintln!("wrote {}", dir.join("passthrough.md").display());
+        write_results("passthrough", &report, &table)?;
+        eprintln!("wrote bench/results/passthrough.md and .json");
     }
     Ok(())
 }

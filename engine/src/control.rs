@@ -72,6 +72,13 @@ pub struct JobMetrics {
     positions: Mutex<BTreeMap<i32, i64>>,
     /// Low and high watermark per input partition, from the watermark monitor.
     watermarks: Mutex<BTreeMap<i32, (i64, i64)>>,
+    /// End-to-end latency (record timestamp → acknowledged by the output), ms, since the last take.
+    latency: Mutex<Option<hdrhistogram::Histogram<u64>>>,
+}
+
+/// A histogram of latencies in ms, from 1 ms to an hour, 2 significant digits.
+pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000, 2).unwrap_or_else(|_| hdrhistogram::Histogram::new(2).unwrap_or_else(|_| unreachable!("2 significant digits are valid")))
 }
 
 impl JobMetrics {
@@ -105,6 +112,20 @@ impl JobMetrics {
     /// The last watermarks fetched, per partition.
     pub fn watermarks(&self) -> BTreeMap<i32, (i64, i64)> {
         self.watermarks.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Adds a sink's latencies to the process's histogram.
+    pub fn merge_latency(&self, other: &hdrhistogram::Histogram<u64>) {
+        let mut slot = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        let histogram = slot.get_or_insert_with(latency_histogram);
+        if let Err(error) = histogram.add(other) {
+            tracing::debug!(%error, "latency histogram merge");
+        }
+    }
+
+    /// Takes the latencies recorded since the last take.
+    pub fn take_latency(&self) -> Option<hdrhistogram::Histogram<u64>> {
+        self.latency.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
     /// Offset lag per partition owned by this process: high watermark minus position,

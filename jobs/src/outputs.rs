@@ -68,6 +68,7 @@ struct Metrics {
     opensearch_rejected: Counter,
     opensearch_retries: Counter,
     opensearch_buffered: Gauge,
+    latency: Family<Labels, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -94,6 +95,11 @@ impl Metrics {
         registry.register("tidewatch_opensearch_rejected", "Documents OpenSearch rejected for good", self.opensearch_rejected.clone());
         registry.register("tidewatch_opensearch_retries", "Bulk attempts that failed and were retried", self.opensearch_retries.clone());
         registry.register("tidewatch_opensearch_buffered", "Documents waiting for OpenSearch", self.opensearch_buffered.clone());
+        registry.register(
+            "tidewatch_delivery_latency_seconds",
+            "Record timestamp to acknowledgement by the output topic, quantiles over the last half second with deliveries",
+            self.latency.clone(),
+        );
     }
 
     fn absorb_doc(&self, doc: &StatsDoc, topic: &str) {
@@ -310,6 +316,12 @@ fn refresh_metrics(metrics: &Metrics, control: &JobControl, observers: &Observer
     raise_to(&metrics.records_delivered, JobMetrics::get(&m.records_delivered));
     raise_to(&metrics.commits, JobMetrics::get(&m.commits));
     metrics.arrangement_updates.set(i64::try_from(observers.arrangement_updates.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+    if let Some(latency) = m.take_latency().filter(|h| h.len() > 0) {
+        for (label, q) in [("0.5", 0.5), ("0.99", 0.99), ("1", 1.0)] {
+            let seconds = latency.value_at_quantile(q) as f64 / 1000.0;
+            metrics.latency.get_or_create(&vec![("quantile".into(), label.into())]).set(seconds);
+        }
+    }
     if let Some(sink) = opensearch {
         refresh_opensearch(metrics, &sink.counters);
     }

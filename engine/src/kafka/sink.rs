@@ -27,11 +27,14 @@ use timely::dataflow::Stream;
 
 use crate::config::KafkaConfig;
 use crate::control::{JobControl, JobMetrics};
+use crate::epoch::now_ms;
 use crate::error::{EngineError, Result};
 use crate::record::Record;
 
 /// How long the sink waits on a full producer queue before looking again.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(1);
+/// How often a sink adds its latencies to the process's histogram.
+const LATENCY_MERGE: Duration = Duration::from_millis(200);
 /// How soon a sink with unacknowledged epochs looks for acknowledgements again.
 const ACK_POLL: Duration = Duration::from_millis(1);
 
@@ -55,6 +58,11 @@ struct SinkContext {
     acked: [AtomicU64; SLOTS],
     failure: Mutex<Option<EngineError>>,
     topic: String,
+    /// The time (ms) at the sink's last activation: a coarse clock for latencies.
+    now_ms: AtomicU64,
+    /// Record timestamp → acknowledged, in ms, of this worker's deliveries since the last drain.
+    latency: Mutex<hdrhistogram::Histogram<u64>>,
+    control: Arc<JobControl>,
 }
 
 impl ClientContext for SinkContext {}
@@ -64,9 +72,15 @@ impl ProducerContext for SinkContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
         match result {
-            Ok(_) => {
+            Ok(message) => {
                 if let Some(counter) = self.acked.get(slot) {
                     counter.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(ts) = message.timestamp().to_millis() {
+                    let now = self.now_ms.load(Ordering::Relaxed);
+                    let age = now.saturating_sub(u64::try_from(ts).unwrap_or(u64::MAX));
+                    let mut latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+                    latency.saturating_record(age);
                 }
             }
             Err((error, message)) => {
@@ -110,6 +124,9 @@ impl KafkaSink {
             acked: std::array::from_fn(|_| AtomicU64::new(0)),
             failure: Mutex::default(),
             topic: topic.to_owned(),
+            now_ms: AtomicU64::new(now_ms()),
+            latency: Mutex::new(crate::control::latency_histogram()),
+            control: Arc::clone(&control),
         };
         let producer: BaseProducer<SinkContext> = kafka
             .producer_config()?
@@ -128,8 +145,10 @@ impl KafkaSink {
                 let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
                 let mut free_slots: Vec<usize> = (0..SLOTS).rev().collect();
                 let mut failed = false;
+                let mut last_merge = std::time::Instant::now();
                 move |(input, frontier), output| {
                     let port = output.output_index();
+                    producer.context().now_ms.store(now_ms(), Ordering::Relaxed);
                     input.for_each(|capability, data| {
                         if failed {
                             data.clear();
@@ -180,6 +199,13 @@ impl KafkaSink {
                         JobMetrics::add(&control.metrics.records_out, sent);
                     });
                     producer.poll(Duration::ZERO);
+                    if last_merge.elapsed() >= LATENCY_MERGE {
+                        last_merge = std::time::Instant::now();
+                        let context = producer.context();
+                        let mut mine = context.latency.lock().unwrap_or_else(PoisonError::into_inner);
+                        context.control.metrics.merge_latency(&mine);
+                        mine.reset();
+                    }
                     if let Some(error) = producer.context().failure.lock().unwrap_or_else(PoisonError::into_inner).take() {
                         control.fail(error);
                         failed = true;

@@ -316,7 +316,7 @@ fn refresh_metrics(metrics: &Metrics, control: &JobControl, observers: &Observer
     raise_to(&metrics.records_delivered, JobMetrics::get(&m.records_delivered));
     raise_to(&metrics.commits, JobMetrics::get(&m.commits));
     metrics.arrangement_updates.set(i64::try_from(observers.arrangement_updates.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
-    if let Some(latency) = m.take_latency().filter(|h| h.len() > 0) {
+    if let Some(latency) = m.take_latency().filter(|h| !h.is_empty()) {
         for (label, q) in [("0.5", 0.5), ("0.99", 0.99), ("1", 1.0)] {
             let seconds = latency.value_at_quantile(q) as f64 / 1000.0;
             metrics.latency.get_or_create(&vec![("quantile".into(), label.into())]).set(seconds);

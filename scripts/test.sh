@@ -41,4 +41,7 @@ fi
 # Prometheus configuration, alert rules and their unit tests (promtool, from Debian).
 deploy/prometheus/check.sh
 
+# The guide's example observer builds and runs.
+cargo run -q --locked -p tidewatch-operators --example custom_observer
+
 cargo test --workspace --locked "$@"

@@ -69,6 +69,8 @@ struct Metrics {
     opensearch_retries: Counter,
     opensearch_buffered: Gauge,
     latency: Family<Labels, Gauge<f64, AtomicU64>>,
+    observer_window: Family<Labels, Gauge>,
+    observer_total: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -95,6 +97,8 @@ impl Metrics {
         registry.register("tidewatch_opensearch_rejected", "Documents OpenSearch rejected for good", self.opensearch_rejected.clone());
         registry.register("tidewatch_opensearch_retries", "Bulk attempts that failed and were retried", self.opensearch_retries.clone());
         registry.register("tidewatch_opensearch_buffered", "Documents waiting for OpenSearch", self.opensearch_buffered.clone());
+        registry.register("tidewatch_observer_window", "A custom observer's count in the last closed window", self.observer_window.clone());
+        registry.register("tidewatch_observer", "A custom observer's count over all windows", self.observer_total.clone());
         registry.register(
             "tidewatch_delivery_latency_seconds",
             "Record timestamp to acknowledgement by the output topic, quantiles over the last half second with deliveries",
@@ -136,6 +140,11 @@ impl Metrics {
         }
         if let Some(max) = doc.max_lag {
             self.max_lag.set(max);
+        }
+        for (metric, n) in &doc.observers {
+            let labels = vec![("metric".into(), metric.clone())];
+            self.observer_window.get_or_create(&labels).set(*n);
+            self.observer_total.get_or_create(&labels).inc_by((*n).max(0) as u64);
         }
     }
 

@@ -226,6 +226,7 @@ mod tests {
             max_lag_seconds: None,
             records_in: 0,
             records_delivered: 0,
+            observers: BTreeMap::new(),
         }
     }
 

@@ -1,8 +1,11 @@
 //! Observation operators of tidewatch: they watch the record stream without changing it.
 
 pub mod classify;
+pub mod custom;
 pub mod lag;
 pub mod quality;
+pub mod reconcile;
 pub mod stats;
+pub mod value_rules;
 pub mod alerts;
 pub mod observers;

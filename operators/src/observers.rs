@@ -19,6 +19,9 @@ use timely::dataflow::operators::Inspect;
 
 use crate::alerts::{AlertEvent, AlertRule, EvaluateAlerts};
 use crate::classify::{FieldPathError, FieldSet};
+use crate::custom::{metric_names, observe_custom, ObserverFactory};
+use crate::reconcile::Reconcile;
+use crate::value_rules::{RuleError, ValueRule, ValueRules};
 use crate::lag::{lag_rows, positions, watermarks};
 use crate::quality::ObserveQuality;
 use crate::stats::{Observation, StatsDoc, StatsWindows};
@@ -34,6 +37,10 @@ pub struct ObserveConfig {
     pub window: Duration,
     /// Alert rules (`[[observe.alerts]]`); the reference rule "max_lag > 15 for 5m" when absent.
     pub alerts: Vec<AlertRule>,
+    /// Value rules (`[[observe.rules]]`): regex, allowed set, numeric range, freshness.
+    pub rules: Vec<ValueRule>,
+    /// Copy reconciliation (offsets consumed, gaps, repeats) per window.
+    pub reconcile: bool,
 }
 
 fn window<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -47,6 +54,8 @@ impl Default for ObserveConfig {
             fields: vec!["event_time".to_owned(), "user_id".to_owned(), "page".to_owned()],
             window: Duration::from_secs(10),
             alerts: vec![AlertRule::reference_lag()],
+            rules: Vec::new(),
+            reconcile: true,
         }
     }
 }
@@ -68,13 +77,20 @@ pub struct ObservationSinks {
 }
 
 /// The observers of the job, attached to every worker by the engine.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Observers {
     fields: Arc<FieldSet>,
     window_ms: u64,
     rules: Vec<AlertRule>,
+    custom: Vec<Arc<dyn ObserverFactory>>,
     sinks: ObservationSinks,
     metrics: Arc<ObserverMetrics>,
+}
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observers").field("fields", &self.fields).field("window_ms", &self.window_ms).field("custom", &metric_names(&self.custom)).finish()
+    }
 }
 
 /// A config value the observers cannot use.
@@ -84,6 +100,9 @@ pub enum ObserveError {
     /// A watched field path is malformed.
     #[error("config key `observe.fields`: {0}")]
     Field(#[from] FieldPathError),
+    /// A value rule cannot be used.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
     /// Another value is out of range; names the key.
     #[error("config key `{key}`: {message}")]
     Value {
@@ -95,11 +114,18 @@ pub enum ObserveError {
 }
 
 /// Checked observer settings, not yet attached to outputs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ObserverPlan {
     fields: Arc<FieldSet>,
     window_ms: u64,
     rules: Vec<AlertRule>,
+    custom: Vec<Arc<dyn ObserverFactory>>,
+}
+
+impl std::fmt::Debug for ObserverPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObserverPlan").field("fields", &self.fields).field("window_ms", &self.window_ms).field("custom", &metric_names(&self.custom)).finish()
+    }
 }
 
 impl ObserverPlan {
@@ -115,7 +141,15 @@ impl ObserverPlan {
                 message: format!("expected a positive multiple of the epoch interval ({epoch_ms} ms), got {window_ms} ms"),
             });
         }
-        let names = StatsDoc::metric_names(fields.paths());
+        let mut custom: Vec<Arc<dyn ObserverFactory>> = Vec::new();
+        if !config.rules.is_empty() {
+            custom.push(Arc::new(ValueRules::new(&config.rules)?));
+        }
+        if config.reconcile {
+            custom.push(Arc::new(Reconcile));
+        }
+        let mut names = StatsDoc::metric_names(fields.paths());
+        names.extend(metric_names(&custom));
         for rule in &config.alerts {
             if !names.contains(&rule.metric) && !rule.metric.starts_with("lag_") {
                 return Err(ObserveError::Value {
@@ -124,13 +158,20 @@ impl ObserverPlan {
                 });
             }
         }
-        Ok(ObserverPlan { fields: Arc::new(fields), window_ms: u64::try_from(window_ms).unwrap_or(u64::MAX), rules: config.alerts.clone() })
+        Ok(ObserverPlan { fields: Arc::new(fields), window_ms: u64::try_from(window_ms).unwrap_or(u64::MAX), rules: config.alerts.clone(), custom })
+    }
+
+    /// Adds an observer of your own (see [`crate::custom`]); its metrics join the stats
+    /// documents, `/metrics`, OpenSearch and the alert rules' metric names.
+    pub fn with_observer(mut self, observer: Arc<dyn ObserverFactory>) -> ObserverPlan {
+        self.custom.push(observer);
+        self
     }
 
     /// The observers, handing documents to `sinks` and keeping their counters in `metrics`.
     pub fn attach(self, sinks: ObservationSinks, metrics: Arc<ObserverMetrics>) -> Observers {
-        let ObserverPlan { fields, window_ms, rules } = self;
-        Observers { fields, window_ms, rules, sinks, metrics }
+        let ObserverPlan { fields, window_ms, rules, custom } = self;
+        Observers { fields, window_ms, rules, custom, sinks, metrics }
     }
 }
 
@@ -138,6 +179,7 @@ impl Observe for Observers {
     fn observe<'scope>(&self, inputs: ObserveInputs<'scope>, context: &WorkerContext) {
         let ObserveInputs { records, delivered, source } = inputs;
         let scope = records.scope();
+        let records_for_custom = records.clone();
 
         // Quality: pre-aggregated per worker and epoch, consolidated by key in an arrangement.
         let arranged = records.quality_deltas(Arc::clone(&self.fields)).arrange_by_self_named("QualityCounts");
@@ -167,13 +209,17 @@ impl Observe for Observers {
         let lag = lag_rows(positions(scope, source), watermarks(scope, Arc::clone(&context.control), context.job.epoch_ms(), watermark_stop))
             .map(Observation::Lag);
 
+        // Custom observers: their counts per epoch and worker.
+        let custom = observe_custom(records_for_custom, self.custom.clone()).map(Observation::Custom);
+
         let stats_sink = self.sinks.stats.clone();
         let alerts_sink = self.sinks.alerts.clone();
         let docs = quality
             .concat(delivered)
             .concat(lag)
+            .concat(custom)
             .inner
-            .stats_windows(self.window_ms, self.fields.paths().to_vec())
+            .stats_windows(self.window_ms, self.fields.paths().to_vec(), metric_names(&self.custom))
             .inspect(move |doc| {
                 let _ = stats_sink.send(doc.clone());
             });

@@ -24,6 +24,8 @@ pub enum Observation {
     Delivered,
     /// A partition's position and watermark (`+1` when it starts to hold, `-1` when it stops).
     Lag(LagRow),
+    /// A metric of a custom observer, by its index in the job's custom metric names.
+    Custom(u16),
 }
 
 /// Burrow-style health of one partition, judged over the last windows.
@@ -85,6 +87,9 @@ pub struct StatsDoc {
     pub records_in: i64,
     /// Records of the window's epochs written to the output topic and acknowledged.
     pub records_delivered: i64,
+    /// The custom observers' counts in the window, by `<observer>.<metric>`.
+    #[serde(default)]
+    pub observers: BTreeMap<String, i64>,
 }
 
 impl StatsDoc {
@@ -101,6 +106,7 @@ impl StatsDoc {
             "unparseable" => Some(self.unparseable as f64),
             "not_object" => Some(self.not_object as f64),
             "tombstones" => Some(self.tombstones as f64),
+            other if self.observers.contains_key(other) => self.observers.get(other).map(|v| *v as f64),
             other => {
                 if let Some(v) = self.invalid.get(other) {
                     return Some(*v as f64);
@@ -110,7 +116,7 @@ impl StatsDoc {
         }
     }
 
-    /// The names [`Self::metric`] knows for `fields`.
+    /// The names [`Self::metric`] knows for `fields` (custom observers' metrics come on top).
     pub fn metric_names(fields: &[String]) -> Vec<String> {
         let mut names: Vec<String> =
             ["max_lag", "max_lag_seconds", "all_events", "records_in", "records_delivered", "unparseable", "not_object", "tombstones"]
@@ -134,6 +140,8 @@ pub fn rfc3339(ms: u64) -> String {
 struct WindowFolder {
     window_ms: u64,
     fields: Vec<String>,
+    /// Full names of the custom observers' metrics, by index.
+    custom: Vec<String>,
     /// Counts per window start.
     counts: BTreeMap<u64, BTreeMap<Observation, i64>>,
     /// Lag updates per epoch, applied to `lag` as windows close.
@@ -228,6 +236,12 @@ impl WindowFolder {
             max_lag_seconds,
             records_in: all_events,
             records_delivered: count(Observation::Delivered),
+            observers: self
+                .custom
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), count(Observation::Custom(u16::try_from(i).unwrap_or(u16::MAX)))))
+                .collect(),
         }
     }
 }
@@ -254,11 +268,11 @@ pub trait StatsWindows<'scope> {
     /// Gathers `self` (all workers' observations) on worker 0 and, each time the frontier
     /// passes the end of a window of `window_ms`, emits that window's [`StatsDoc`], also
     /// for windows without records. `fields` names the watched fields in index order.
-    fn stats_windows(self, window_ms: u64, fields: Vec<String>) -> Stream<'scope, u64, Vec<StatsDoc>>;
+    fn stats_windows(self, window_ms: u64, fields: Vec<String>, custom: Vec<String>) -> Stream<'scope, u64, Vec<StatsDoc>>;
 }
 
 impl<'scope> StatsWindows<'scope> for Stream<'scope, u64, Vec<(Observation, u64, isize)>> {
-    fn stats_windows(self, window_ms: u64, fields: Vec<String>) -> Stream<'scope, u64, Vec<StatsDoc>> {
+    fn stats_windows(self, window_ms: u64, fields: Vec<String>, custom: Vec<String>) -> Stream<'scope, u64, Vec<StatsDoc>> {
         let window_ms = window_ms.max(1);
         let worker = self.scope().index();
         self.unary_frontier::<CapacityContainerBuilder<Vec<StatsDoc>>, _, _, _>(
@@ -269,6 +283,7 @@ impl<'scope> StatsWindows<'scope> for Stream<'scope, u64, Vec<(Observation, u64,
                 let mut folder = WindowFolder {
                     window_ms,
                     fields,
+                    custom,
                     counts: BTreeMap::new(),
                     lag_updates: BTreeMap::new(),
                     lag: BTreeMap::new(),

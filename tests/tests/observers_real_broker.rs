@@ -21,9 +21,9 @@ use tidewatch_operators::stats::{PartitionStatus, StatsDoc};
 use tidewatch_tests::{create_topics, end_offsets, real_brokers, require_broker, run_processes, unique_topic};
 
 const FIELDS: [&str; 3] = ["event_time", "user_id", "page"];
-/// Records of the lag test's burst, produced over 3 s; with tiny fetches 100 ms apart the
-/// job consumes far fewer per second, so its lag grows, then drains over several seconds.
-const BURST: u64 = 1_200;
+/// Records of the lag test's burst: a third at once, the rest over 2 s; with tiny fetches
+/// 100 ms apart the job consumes far fewer per second, so its lag grows, then drains.
+const BURST: u64 = 900;
 
 /// Produces `count` generated visits with every fault at 4 % and returns the summary.
 fn produce_visits(brokers: &str, topic: &str, count: u64, partitions: u32, seed: u64) -> anyhow::Result<GeneratorSummary> {
@@ -150,9 +150,13 @@ fn real_broker_lag_rises_alert_fires_then_resolves() -> anyhow::Result<()> {
     // One record per batch, so the consumer's tiny fetches really take a few records each
     // (a broker returns a whole batch however small the fetch).
     let one_per_batch = vec![("batch.num.messages".to_owned(), "1".to_owned()), ("linger.ms".to_owned(), "0".to_owned())];
-    // Faster than the held-back consumer for three seconds: the lag grows window after window.
-    let settings = ProduceSettings { count: Some(BURST), rate: BURST / 3, overrides: one_per_batch, ..ProduceSettings::new(&brokers, &input) };
-    produce_into(&settings, &mut generator, &NeverStop, None)?;
+    // A backlog at once (a consumer at the head of a partition fetches small and is not
+    // held back), then more, far faster than the held-back consumer, for two seconds: the
+    // lag grows window after window.
+    let backlog = ProduceSettings { count: Some(BURST / 3), overrides: one_per_batch.clone(), ..ProduceSettings::new(&brokers, &input) };
+    produce_into(&backlog, &mut generator, &NeverStop, None)?;
+    let growth = ProduceSettings { count: Some(BURST - BURST / 3), rate: BURST / 3, overrides: one_per_batch, ..ProduceSettings::new(&brokers, &input) };
+    produce_into(&growth, &mut generator, &NeverStop, None)?;
 
     // Wait until everything is copied, then two more windows.
     let deadline = Instant::now() + Duration::from_secs(120);

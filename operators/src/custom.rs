@@ -1,0 +1,203 @@
+//! Writing your own observer: the API.
+//!
+//! An observer sees every record of every epoch on every worker, keeps whatever state it
+//! likes, and reports **counts**: at the end of each epoch it adds numbers to the metrics
+//! it declared. The counts of all workers are summed per observation window and flow by
+//! themselves into the stats document (as `"<observer>.<metric>": n`), into `/metrics`
+//! (`tidewatch_observer_window{metric=...}` and `tidewatch_observer_total{metric=...}`),
+//! into OpenSearch with the document, and into alert rules (`metric = "<observer>.<metric>"`).
+//! Counts are mergeable by addition, so it does not matter which worker saw which record.
+//!
+//! ```
+//! use tidewatch_operators::custom::{Counts, ObserverFactory, RecordObserver, RecordView, run_observer};
+//! use tidewatch_engine::Record;
+//!
+//! /// Counts records whose key is null.
+//! #[derive(Debug)]
+//! struct NullKeys;
+//!
+//! #[derive(Debug, Default)]
+//! struct NullKeysOnWorker { seen: i64 }
+//!
+//! impl RecordObserver for NullKeysOnWorker {
+//!     fn observe(&mut self, record: &RecordView<'_>) {
+//!         if record.record().key.is_none() { self.seen += 1; }
+//!     }
+//!     fn flush(&mut self, counts: &mut Counts<'_>) {
+//!         counts.add("null_keys", std::mem::take(&mut self.seen));
+//!     }
+//! }
+//!
+//! impl ObserverFactory for NullKeys {
+//!     fn name(&self) -> &str { "keys" }
+//!     fn metrics(&self) -> Vec<String> { vec!["null_keys".to_owned()] }
+//!     fn create(&self, _worker: usize) -> Box<dyn RecordObserver> { Box::new(NullKeysOnWorker::default()) }
+//! }
+//!
+//! let record = |key: Option<&[u8]>| Record { partition: 0, offset: 0, timestamp: None, key: key.map(Into::into), value: None, headers: vec![] };
+//! let totals = run_observer(NullKeys, vec![record(None), record(Some(b"k")), record(None)]);
+//! assert_eq!(totals["keys.null_keys"], 2);
+//! ```
+
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use differential_dataflow::{AsCollection, VecCollection};
+use serde_json::Value;
+use tidewatch_engine::{Record, RecordStream};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::capture::{Capture, Extract};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::{Capability, ToStream};
+
+/// A record as an observer sees it: the raw record, and its value parsed as JSON at most
+/// once however many observers ask.
+#[derive(Debug)]
+pub struct RecordView<'a> {
+    record: &'a Record,
+    json: OnceCell<Option<Value>>,
+}
+
+impl<'a> RecordView<'a> {
+    /// Wraps a record.
+    pub fn new(record: &'a Record) -> Self {
+        RecordView { record, json: OnceCell::new() }
+    }
+
+    /// The record, bytes and all.
+    pub fn record(&self) -> &'a Record {
+        self.record
+    }
+
+    /// The value parsed as JSON (`None` for a null value or one that does not parse).
+    pub fn json(&self) -> Option<&Value> {
+        self.json.get_or_init(|| self.record.value.as_deref().and_then(|v| serde_json::from_slice(v).ok())).as_ref()
+    }
+
+    /// The JSON value at a dotted path (`context.user.login`), if present.
+    pub fn field(&self, path: &str) -> Option<&Value> {
+        path.split('.').try_fold(self.json()?, |value, key| value.get(key))
+    }
+}
+
+/// Where an observer adds its counts at the end of an epoch.
+#[derive(Debug)]
+pub struct Counts<'a> {
+    names: &'a [String],
+    values: &'a mut [i64],
+}
+
+impl Counts<'_> {
+    /// Adds `n` to the declared metric `metric` (an undeclared name is ignored with a log line).
+    pub fn add(&mut self, metric: &str, n: i64) {
+        match self.names.iter().position(|m| m == metric) {
+            Some(i) => self.values[i] += n,
+            None => tracing::warn!(metric, "an observer reported a metric it did not declare"),
+        }
+    }
+}
+
+/// One worker's instance of an observer.
+pub trait RecordObserver: 'static {
+    /// Sees one record.
+    fn observe(&mut self, record: &RecordView<'_>);
+    /// At the end of an epoch: adds what the epoch's records counted.
+    fn flush(&mut self, counts: &mut Counts<'_>);
+}
+
+/// An observer: its name, the metrics it reports, and how to make one per worker.
+pub trait ObserverFactory: Send + Sync + 'static {
+    /// Name, a prefix of its metrics (`<name>.<metric>`).
+    fn name(&self) -> &str;
+    /// The metrics it reports (without the prefix).
+    fn metrics(&self) -> Vec<String>;
+    /// An instance for worker `worker`.
+    fn create(&self, worker: usize) -> Box<dyn RecordObserver>;
+}
+
+/// The full names (`<observer>.<metric>`) of the metrics of `observers`, in report order.
+pub fn metric_names(observers: &[Arc<dyn ObserverFactory>]) -> Vec<String> {
+    observers.iter().flat_map(|o| o.metrics().into_iter().map(move |m| format!("{}.{m}", o.name()))).collect()
+}
+
+/// Runs `observers` over a record stream: per epoch and worker, the count of each metric
+/// (by its index in [`metric_names`]) as a differential update, emitted when the epoch is complete.
+pub fn observe_custom<'scope>(records: RecordStream<'scope>, observers: Vec<Arc<dyn ObserverFactory>>) -> VecCollection<'scope, u64, u16, isize> {
+    let worker = records.scope().index();
+    records
+        .unary_frontier::<CapacityContainerBuilder<Vec<(u16, u64, isize)>>, _, _, _>(Pipeline, "CustomObservers", move |_, _| {
+            let mut instances: Vec<(Box<dyn RecordObserver>, Vec<String>)> =
+                observers.iter().map(|o| (o.create(worker), o.metrics())).collect();
+            let width: usize = instances.iter().map(|(_, m)| m.len()).sum();
+            // Counts flushed from the instances, per epoch, with a capability to report them.
+            let mut staged: BTreeMap<u64, (Capability<u64>, Vec<i64>)> = BTreeMap::new();
+            // The epoch whose records the instances are counting now.
+            let mut current: Option<u64> = None;
+            let flush = |instances: &mut Vec<(Box<dyn RecordObserver>, Vec<String>)>, values: &mut [i64]| {
+                let mut offset = 0;
+                for (observer, names) in instances.iter_mut() {
+                    let slice = &mut values[offset..offset + names.len()];
+                    observer.flush(&mut Counts { names, values: slice });
+                    offset += names.len();
+                }
+            };
+            move |(input, frontier), output| {
+                let port = output.output_index();
+                input.for_each(|capability, data| {
+                    let Some(&epoch) = capability.least() else { return };
+                    // A worker's records arrive in epoch order: a new epoch closes the count of the previous one.
+                    if current.is_some_and(|c| c != epoch) {
+                        if let Some((_, values)) = current.and_then(|c| staged.get_mut(&c)) {
+                            flush(&mut instances, values);
+                        }
+                    }
+                    current = Some(epoch);
+                    staged.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, port), vec![0; width]));
+                    for record in data.iter() {
+                        let view = RecordView::new(record);
+                        for (observer, _) in &mut instances {
+                            observer.observe(&view);
+                        }
+                    }
+                });
+                if let Some(epoch) = current.filter(|e| !frontier.less_equal(e)) {
+                    if let Some((_, values)) = staged.get_mut(&epoch) {
+                        flush(&mut instances, values);
+                    }
+                    current = None;
+                }
+                while let Some(entry) = staged.first_entry() {
+                    if frontier.less_equal(entry.key()) || current == Some(*entry.key()) {
+                        break;
+                    }
+                    let (epoch, (capability, values)) = entry.remove_entry();
+                    let mut session = output.session(&capability);
+                    for (index, value) in values.into_iter().enumerate() {
+                        if value != 0 {
+                            session.give((u16::try_from(index).unwrap_or(u16::MAX), epoch, value as isize));
+                        }
+                    }
+                }
+            }
+        })
+        .as_collection()
+}
+
+/// Runs one observer over `records` (all in one epoch, one worker) with no Kafka at all,
+/// and returns the totals by full metric name: the test helper for observers.
+pub fn run_observer<O: ObserverFactory>(observer: O, records: Vec<Record>) -> BTreeMap<String, i64> {
+    let observers: Vec<Arc<dyn ObserverFactory>> = vec![Arc::new(observer)];
+    let names = metric_names(&observers);
+    let captured = timely::example(move |scope| observe_custom(records.to_stream(scope).container::<Vec<_>>(), observers).inner.capture());
+    let mut totals: BTreeMap<String, i64> = names.iter().map(|n| (n.clone(), 0)).collect();
+    for (_, updates) in captured.extract() {
+        for (index, _, diff) in updates {
+            if let Some(name) = names.get(usize::from(index)) {
+                *totals.entry(name.clone()).or_insert(0) += diff as i64;
+            }
+        }
+    }
+    totals
+}

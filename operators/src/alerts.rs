@@ -227,6 +227,7 @@ mod tests {
             records_in: 0,
             records_delivered: 0,
             observers: BTreeMap::new(),
+            samples: BTreeMap::new(),
         }
     }
 

@@ -87,6 +87,9 @@ impl<'a> RecordView<'a> {
 pub struct Counts<'a> {
     names: &'a [String],
     values: &'a mut [i64],
+    /// Index of this observer's first metric among all observers' metrics.
+    base: usize,
+    samples: &'a mut Vec<(u16, i32, i64)>,
 }
 
 impl Counts<'_> {
@@ -97,6 +100,24 @@ impl Counts<'_> {
             None => tracing::warn!(metric, "an observer reported a metric it did not declare"),
         }
     }
+
+    /// Points at one record behind `metric` (its input partition and offset), so a reader
+    /// of the stats document can look at an example; a window keeps the first few.
+    pub fn sample(&mut self, metric: &str, partition: i32, offset: i64) {
+        if let Some(i) = self.names.iter().position(|m| m == metric) {
+            self.samples.push((u16::try_from(self.base + i).unwrap_or(u16::MAX), partition, offset));
+        }
+    }
+}
+
+/// One update of the custom observers: a count of a metric, or a sample record of it
+/// (both by the metric's index in [`metric_names`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum CustomKey {
+    /// The metric's count (the update's difference).
+    Count(u16),
+    /// A record behind the metric: input partition and offset.
+    Sample(u16, i32, i64),
 }
 
 /// One worker's instance of an observer.
@@ -122,24 +143,41 @@ pub fn metric_names(observers: &[Arc<dyn ObserverFactory>]) -> Vec<String> {
     observers.iter().flat_map(|o| o.metrics().into_iter().map(move |m| format!("{}.{m}", o.name()))).collect()
 }
 
+/// One epoch's counts and samples, with the capability to report them.
+type Staged = (Capability<u64>, Vec<i64>, Vec<(u16, i32, i64)>);
+
+/// How many samples one observer may give per metric and epoch.
+const SAMPLES_PER_EPOCH: usize = 5;
+
 /// Runs `observers` over a record stream: per epoch and worker, the count of each metric
-/// (by its index in [`metric_names`]) as a differential update, emitted when the epoch is complete.
-pub fn observe_custom<'scope>(records: RecordStream<'scope>, observers: Vec<Arc<dyn ObserverFactory>>) -> VecCollection<'scope, u64, u16, isize> {
+/// (by its index in [`metric_names`]) as a differential update, and the samples given,
+/// emitted when the epoch is complete.
+pub fn observe_custom<'scope>(records: RecordStream<'scope>, observers: Vec<Arc<dyn ObserverFactory>>) -> VecCollection<'scope, u64, CustomKey, isize> {
     let worker = records.scope().index();
     records
-        .unary_frontier::<CapacityContainerBuilder<Vec<(u16, u64, isize)>>, _, _, _>(Pipeline, "CustomObservers", move |_, _| {
+        .unary_frontier::<CapacityContainerBuilder<Vec<(CustomKey, u64, isize)>>, _, _, _>(Pipeline, "CustomObservers", move |_, _| {
             let mut instances: Vec<(Box<dyn RecordObserver>, Vec<String>)> =
                 observers.iter().map(|o| (o.create(worker), o.metrics())).collect();
             let width: usize = instances.iter().map(|(_, m)| m.len()).sum();
             // Counts flushed from the instances, per epoch, with a capability to report them.
-            let mut staged: BTreeMap<u64, (Capability<u64>, Vec<i64>)> = BTreeMap::new();
+            let mut staged: BTreeMap<u64, Staged> = BTreeMap::new();
             // The epoch whose records the instances are counting now.
             let mut current: Option<u64> = None;
-            let flush = |instances: &mut Vec<(Box<dyn RecordObserver>, Vec<String>)>, values: &mut [i64]| {
+            let flush = |instances: &mut Vec<(Box<dyn RecordObserver>, Vec<String>)>, values: &mut [i64], samples: &mut Vec<(u16, i32, i64)>| {
                 let mut offset = 0;
                 for (observer, names) in instances.iter_mut() {
                     let slice = &mut values[offset..offset + names.len()];
-                    observer.flush(&mut Counts { names, values: slice });
+                    let mut given = Vec::new();
+                    observer.flush(&mut Counts { names, values: slice, base: offset, samples: &mut given });
+                    // A few per metric: samples point at examples, they are not a log.
+                    let mut per_metric: BTreeMap<u16, usize> = BTreeMap::new();
+                    for sample in given {
+                        let n = per_metric.entry(sample.0).or_insert(0);
+                        if *n < SAMPLES_PER_EPOCH {
+                            *n += 1;
+                            samples.push(sample);
+                        }
+                    }
                     offset += names.len();
                 }
             };
@@ -149,12 +187,12 @@ pub fn observe_custom<'scope>(records: RecordStream<'scope>, observers: Vec<Arc<
                     let Some(&epoch) = capability.least() else { return };
                     // A worker's records arrive in epoch order: a new epoch closes the count of the previous one.
                     if current.is_some_and(|c| c != epoch) {
-                        if let Some((_, values)) = current.and_then(|c| staged.get_mut(&c)) {
-                            flush(&mut instances, values);
+                        if let Some((_, values, samples)) = current.and_then(|c| staged.get_mut(&c)) {
+                            flush(&mut instances, values, samples);
                         }
                     }
                     current = Some(epoch);
-                    staged.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, port), vec![0; width]));
+                    staged.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, port), vec![0; width], Vec::new()));
                     for record in data.iter() {
                         let view = RecordView::new(record);
                         for (observer, _) in &mut instances {
@@ -163,8 +201,8 @@ pub fn observe_custom<'scope>(records: RecordStream<'scope>, observers: Vec<Arc<
                     }
                 });
                 if let Some(epoch) = current.filter(|e| !frontier.less_equal(e)) {
-                    if let Some((_, values)) = staged.get_mut(&epoch) {
-                        flush(&mut instances, values);
+                    if let Some((_, values, samples)) = staged.get_mut(&epoch) {
+                        flush(&mut instances, values, samples);
                     }
                     current = None;
                 }
@@ -172,12 +210,15 @@ pub fn observe_custom<'scope>(records: RecordStream<'scope>, observers: Vec<Arc<
                     if frontier.less_equal(entry.key()) || current == Some(*entry.key()) {
                         break;
                     }
-                    let (epoch, (capability, values)) = entry.remove_entry();
+                    let (epoch, (capability, values, samples)) = entry.remove_entry();
                     let mut session = output.session(&capability);
                     for (index, value) in values.into_iter().enumerate() {
                         if value != 0 {
-                            session.give((u16::try_from(index).unwrap_or(u16::MAX), epoch, value as isize));
+                            session.give((CustomKey::Count(u16::try_from(index).unwrap_or(u16::MAX)), epoch, value as isize));
                         }
+                    }
+                    for (metric, partition, offset) in samples {
+                        session.give((CustomKey::Sample(metric, partition, offset), epoch, 1));
                     }
                 }
             }
@@ -193,9 +234,11 @@ pub fn run_observer<O: ObserverFactory>(observer: O, records: Vec<Record>) -> BT
     let captured = timely::example(move |scope| observe_custom(records.to_stream(scope).container::<Vec<_>>(), observers).inner.capture());
     let mut totals: BTreeMap<String, i64> = names.iter().map(|n| (n.clone(), 0)).collect();
     for (_, updates) in captured.extract() {
-        for (index, _, diff) in updates {
-            if let Some(name) = names.get(usize::from(index)) {
-                *totals.entry(name.clone()).or_insert(0) += diff as i64;
+        for (key, _, diff) in updates {
+            if let CustomKey::Count(index) = key {
+                if let Some(name) = names.get(usize::from(index)) {
+                    *totals.entry(name.clone()).or_insert(0) += diff as i64;
+                }
             }
         }
     }

@@ -19,7 +19,7 @@ use timely::dataflow::operators::Inspect;
 
 use crate::alerts::{AlertEvent, AlertRule, EvaluateAlerts};
 use crate::classify::{FieldPathError, FieldSet};
-use crate::custom::{metric_names, observe_custom, ObserverFactory};
+use crate::custom::{metric_names, observe_custom, CustomKey, ObserverFactory};
 use crate::reconcile::Reconcile;
 use crate::value_rules::{RuleError, ValueRule, ValueRules};
 use crate::lag::{lag_rows, positions, watermarks};
@@ -210,7 +210,10 @@ impl Observe for Observers {
             .map(Observation::Lag);
 
         // Custom observers: their counts per epoch and worker.
-        let custom = observe_custom(records_for_custom, self.custom.clone()).map(Observation::Custom);
+        let custom = observe_custom(records_for_custom, self.custom.clone()).map(|key| match key {
+            CustomKey::Count(metric) => Observation::Custom(metric),
+            CustomKey::Sample(metric, partition, offset) => Observation::Sample(metric, partition, offset),
+        });
 
         let stats_sink = self.sinks.stats.clone();
         let alerts_sink = self.sinks.alerts.clone();

@@ -26,6 +26,8 @@ pub enum Observation {
     Lag(LagRow),
     /// A metric of a custom observer, by its index in the job's custom metric names.
     Custom(u16),
+    /// A record behind a custom metric: its input partition and offset.
+    Sample(u16, i32, i64),
 }
 
 /// Burrow-style health of one partition, judged over the last windows.
@@ -41,6 +43,9 @@ pub enum PartitionStatus {
     /// No position reported: the partition is not being consumed.
     Stop,
 }
+
+/// Samples a window keeps per custom metric.
+const SAMPLES_PER_WINDOW: usize = 5;
 
 /// Most empty windows reported in a row before the stats skip ahead.
 const MAX_EMPTY_WINDOWS: u64 = 1_000;
@@ -90,6 +95,9 @@ pub struct StatsDoc {
     /// The custom observers' counts in the window, by `<observer>.<metric>`.
     #[serde(default)]
     pub observers: BTreeMap<String, i64>,
+    /// A few records behind the custom observers' counts, `[partition, offset]`, by metric.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub samples: BTreeMap<String, Vec<(i32, i64)>>,
 }
 
 impl StatsDoc {
@@ -242,6 +250,20 @@ impl WindowFolder {
                 .enumerate()
                 .map(|(i, name)| (name.clone(), count(Observation::Custom(u16::try_from(i).unwrap_or(u16::MAX)))))
                 .collect(),
+            samples: {
+                let mut samples: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
+                for (observation, n) in &counts {
+                    if let (Observation::Sample(metric, partition, offset), true) = (observation, *n > 0) {
+                        if let Some(name) = self.custom.get(usize::from(*metric)) {
+                            let list = samples.entry(name.clone()).or_default();
+                            if list.len() < SAMPLES_PER_WINDOW {
+                                list.push((*partition, *offset));
+                            }
+                        }
+                    }
+                }
+                samples
+            },
         }
     }
 }

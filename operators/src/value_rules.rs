@@ -28,7 +28,8 @@
 //! check (a missing or null field is the quality observer's business, not a violation
 //! here); a value of the wrong type (a number for a regex, a string that is not a number
 //! for a range) breaks it too. Each rule reports `value_rules.<name>` (violations) and
-//! `value_rules.<name>_checked` (records where the field was present).
+//! `value_rules.<name>_checked` (records where the field was present), and the stats
+//! document lists a few violating records (`samples`: partition and offset) per window.
 
 use std::time::Duration;
 
@@ -149,7 +150,12 @@ struct OnWorker {
     rules: Vec<Compiled>,
     violations: Vec<i64>,
     checked: Vec<i64>,
+    /// The first violations of the epoch per rule: partition and offset.
+    samples: Vec<Vec<(i32, i64)>>,
 }
+
+/// Samples kept per rule and epoch.
+const SAMPLES: usize = 3;
 
 impl RecordObserver for OnWorker {
     fn observe(&mut self, record: &RecordView<'_>) {
@@ -161,6 +167,9 @@ impl RecordObserver for OnWorker {
                     self.checked[i] += 1;
                     if !holds(&rule.check, value, now) {
                         self.violations[i] += 1;
+                        if self.samples[i].len() < SAMPLES {
+                            self.samples[i].push((record.record().partition, record.record().offset));
+                        }
                     }
                 }
             }
@@ -170,6 +179,9 @@ impl RecordObserver for OnWorker {
     fn flush(&mut self, counts: &mut Counts<'_>) {
         for (i, rule) in self.rules.iter().enumerate() {
             counts.add(&rule.name, std::mem::take(&mut self.violations[i]));
+            for (partition, offset) in self.samples[i].drain(..) {
+                counts.sample(&rule.name, partition, offset);
+            }
             counts.add(&format!("{}_checked", rule.name), std::mem::take(&mut self.checked[i]));
         }
     }
@@ -186,7 +198,7 @@ impl ObserverFactory for ValueRules {
 
     fn create(&self, _worker: usize) -> Box<dyn RecordObserver> {
         let n = self.rules.len();
-        Box::new(OnWorker { rules: self.rules.clone(), violations: vec![0; n], checked: vec![0; n] })
+        Box::new(OnWorker { rules: self.rules.clone(), violations: vec![0; n], checked: vec![0; n], samples: vec![Vec::new(); n] })
     }
 }
 

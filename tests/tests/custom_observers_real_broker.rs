@@ -85,6 +85,18 @@ fn real_broker_value_rules_and_reconciliation_equal_an_independent_count() -> an
         assert_eq!(totals.get(name).copied().unwrap_or(0), *want, "{name}");
     }
     assert!(expected["value_rules.browser"] > 0 && expected["value_rules.version"] > 0, "the rules must bite");
+    // Samples point at real violating records.
+    let by_position: BTreeMap<(i32, i64), &tidewatch_engine::Record> = input_records.iter().map(|r| ((r.partition, r.offset), r)).collect();
+    let samples: Vec<(i32, i64)> = docs.iter().flat_map(|d| d.samples.get("value_rules.browser").cloned().unwrap_or_default()).collect();
+    assert!(!samples.is_empty(), "violations come with samples");
+    for position in samples {
+        let record = by_position.get(&position).copied();
+        let browser = record
+            .and_then(|r| r.value.as_deref())
+            .and_then(|v| serde_json::from_slice::<Value>(v).ok())
+            .and_then(|j| j["context"]["technical"]["browser"].as_str().map(str::to_owned));
+        assert!(browser.as_deref().is_some_and(|b| b != "Chrome" && b != "Firefox"), "sample {position:?} is not a violation: {browser:?}");
+    }
     assert_eq!(totals["reconcile.consumed"], input_records.len() as i64);
     assert_eq!(totals["reconcile.offset_gaps"], 0);
     assert_eq!(totals["reconcile.repeated_offsets"], 0);

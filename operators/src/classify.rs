@@ -191,7 +191,7 @@ struct RootSeed<'a, 'k> {
 impl<'de> DeserializeSeed<'de> for RootSeed<'_, '_> {
     type Value = bool;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(ValueVisitor { node: self.node, kinds: self.kinds }).map(|kind| kind == Shape::Object)
+        d.deserialize_any(ValueVisitor { node: self.node, kinds: self.kinds }).map(|kind| matches!(kind, Shape::Object | Shape::EmptyObject))
     }
 }
 
@@ -352,6 +352,13 @@ mod tests {
         assert_eq!(run(&p, br#"{"context":null}"#).1, [K::Missing, K::Missing, K::Null]);
         assert_eq!(run(&p, br#"{"context":{"user":"str"}}"#).1, [K::Missing, K::Missing, K::Present]);
         assert_eq!(run(&p, br#"{"context":{}}"#).1, [K::Missing, K::Missing, K::EmptyObject]);
+    }
+
+    #[test]
+    fn an_empty_object_is_an_object_with_every_field_missing() {
+        for value in [&b"{}"[..], b" {\n\t} ", b"\r{\r}"] {
+            assert_eq!(run(&["a", "b.c"], value), (R::Object, vec![K::Missing, K::Missing]), "{value:?}");
+        }
     }
 
     #[test]

@@ -289,8 +289,3 @@ fn send(producer: &BaseProducer<SinkContext>, topic: &str, record: &Record, slot
         }
     }
 }
-
-/// Waits until every record handed to `producer` is acknowledged or `timeout` passes.
-pub fn flush<C: ProducerContext>(producer: &BaseProducer<C>, timeout: Duration) -> std::result::Result<(), KafkaError> {
-    producer.flush(timeout)
-}

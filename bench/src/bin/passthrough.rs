@@ -1,7 +1,8 @@
 //! Passthrough throughput on a real broker: a bare rdkafka consume→produce loop (the
 //! practical limit) beside the tidewatch passthrough with 1 and 2 workers, with and
-//! without the observers (quality, lag, stats windows, alerts), on the same broker and
-//! the same generated visits, interleaved in one run. Prints medians and ratios and
+//! without the observers (quality, lag, stats windows, alerts), and the Kafka Streams
+//! peer (`bench/peers/kafka-streams`, 1 and 2 threads), on the same broker and the same
+//! generated visits, interleaved in one run. Prints medians and ratios and
 //! writes `bench/results/passthrough.{json,md}`.
 //!
 //! ```text
@@ -100,6 +101,8 @@ fn main() -> anyhow::Result<()> {
         "tidewatch passthrough, 2 workers",
         "tidewatch + observers, 1 worker",
         "tidewatch + observers, 2 workers",
+        "Kafka Streams passthrough, 1 thread",
+        "Kafka Streams passthrough, 2 threads",
     ];
     let names: Vec<&str> =
         all.into_iter().filter(|n| args.only.as_ref().is_none_or(|o| o.split(',').any(|part| n.contains(part)))).collect();
@@ -113,15 +116,24 @@ fn main() -> anyhow::Result<()> {
             create_topics(&args.brokers, &[&output], args.partitions)?;
             let cpu0 = cpu_seconds();
             let start = Instant::now();
+            let mut peer_seconds = None;
             let copied = match name {
                 "bare rdkafka loop" => bare_loop(&args.brokers, &input, &output, args.partitions)?,
+                _ if name.starts_with("Kafka Streams") => {
+                    let threads = if name.ends_with("2 threads") { 2 } else { 1 };
+                    let (records, seconds) = kafka_streams(&args.brokers, &input, &output, threads, args.records)?;
+                    peer_seconds = Some(seconds);
+                    records
+                }
                 _ => {
                     let workers = if name.ends_with("2 workers") { 2 } else { 1 };
                     tidewatch(&args.brokers, &input, &output, workers, name.contains("observers"))?
                 }
             };
-            let secs = start.elapsed().as_secs_f64();
-            let cpu = cpu_seconds() - cpu0;
+            // The peer times itself from its start to its close (JVM start-up excluded); its CPU
+            // is spent in another process and is not counted here.
+            let secs = peer_seconds.unwrap_or_else(|| start.elapsed().as_secs_f64());
+            let cpu = if peer_seconds.is_some() { f64::NAN } else { cpu_seconds() - cpu0 };
             if copied != args.records as u64 {
                 bail!("{name} copied {copied} of {} records", args.records);
             }
@@ -172,11 +184,13 @@ fn markdown(report: &Report) -> String {
         report.records, report.value_bytes, report.partitions, report.rounds, report.machine.cpus, report.machine.cpu_model
     );
     for c in &report.contenders {
+        let cpu = if c.median_cpu_s_per_million.is_nan() { "n/a (own process)".to_owned() } else { format!("{:.2}", c.median_cpu_s_per_million) };
         out.push_str(&format!(
-            "| {} | {:.0} | {:.1} | {:.2} | {:.2} |\n",
-            c.name, c.median_records_per_s, c.median_mb_per_s, c.median_cpu_s_per_million, c.ratio_to_bare
+            "| {} | {:.0} | {:.1} | {cpu} | {:.2} |\n",
+            c.name, c.median_records_per_s, c.median_mb_per_s, c.ratio_to_bare
         ));
     }
+    out.push_str("\nKafka Streams times itself from the start of its streams to the end of close (JVM start-up excluded); tidewatch's time includes its partition plan and client creation.\n");
     out
 }
 
@@ -214,6 +228,23 @@ fn tidewatch(brokers: &str, input: &str, output: &str, workers: usize, observers
         run_job(job, kafka, &cluster, JobControl::new(), NoObservers)?
     };
     Ok(summary.records_delivered)
+}
+
+/// The Kafka Streams peer (`bench/peers/kafka-streams/run.sh`): records copied and its own seconds.
+fn kafka_streams(brokers: &str, input: &str, output: &str, threads: usize, expect: usize) -> anyhow::Result<(u64, f64)> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/kafka-streams/run.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .args([brokers, input, output, &threads.to_string(), &expect.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the Kafka Streams peer")?;
+    if !out.status.success() {
+        bail!("the Kafka Streams peer failed: {}", out.status);
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    let result: serde_json::Value = serde_json::from_str(line.trim().lines().last().unwrap_or_default()).context("the peer's JSON line")?;
+    Ok((result["records"].as_u64().unwrap_or(0), result["seconds"].as_f64().unwrap_or(f64::NAN)))
 }
 
 /// The practical limit: one thread, one consumer, one producer, no dataflow.

@@ -45,19 +45,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # The pid of this state dir's broker JVM, found through the pid file or, failing that,
 # by its command line (which names this state dir's server.properties).
 broker_pid() {
-  local pid f
-  if [ -f "$pidfile" ]; then
-    pid="$(cat "$pidfile")"
-    if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "kafka.Kafka $props"; then
-      echo "$pid"; return 0
-    fi
-  fi
-  for f in /proc/[0-9]*/cmdline; do
-    if tr '\0' ' ' 2>/dev/null <"$f" | grep -q "^\S*java .*kafka\.Kafka $props"; then
-      pid="${f#/proc/}"; echo "${pid%/cmdline}"; return 0
-    fi
-  done
-  return 1
+  jvm_pid "kafka.Kafka $props"
 }
 
 # Fetches the jars once; the marker holds the pom's checksum so that editing the pom

@@ -70,19 +70,7 @@ healthy() {
 # The pid of this state dir's node JVM, found through the pid file or, failing that,
 # by its command line (which ends with the launcher class and this state dir).
 node_pid() {
-  local pid f
-  if [ -f "$pidfile" ]; then
-    pid="$(cat "$pidfile")"
-    if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "$main_class $state "; then
-      echo "$pid"; return 0
-    fi
-  fi
-  for f in /proc/[0-9]*/cmdline; do
-    if tr '\0' ' ' 2>/dev/null <"$f" | grep -qF "$main_class $state "; then
-      pid="${f#/proc/}"; echo "${pid%/cmdline}"; return 0
-    fi
-  done
-  return 1
+  jvm_pid "$main_class $state "
 }
 
 check_tools() {

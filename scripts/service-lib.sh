@@ -4,6 +4,24 @@
 # and `$pidfile` from the sourcing script.
 # shellcheck disable=SC2154  # state and pidfile are set by the sourcing script
 
+# jvm_pid NEEDLE: the pid of the service's JVM — the one in the pid file if its command
+# line holds NEEDLE, else the first process whose command line does.
+jvm_pid() {
+  local needle="$1" pid f
+  if [ -f "$pidfile" ]; then
+    pid="$(cat "$pidfile")"
+    if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$needle"; then
+      echo "$pid"; return 0
+    fi
+  fi
+  for f in /proc/[0-9]*/cmdline; do
+    if tr '\0' ' ' 2>/dev/null <"$f" | grep -qF -- "$needle"; then
+      pid="${f#/proc/}"; echo "${pid%/cmdline}"; return 0
+    fi
+  done
+  return 1
+}
+
 # stop_jvm LABEL PID: TERM, wait up to 30 s, then KILL; removes the pid file.
 stop_jvm() {
   local label="$1" pid="$2"

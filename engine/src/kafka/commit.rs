@@ -20,7 +20,7 @@ use crate::kafka::source::SourceHandle;
 
 /// Attaches `KafkaCommit(<topic>)` to the acknowledgement stream of the sinks.
 pub fn commit_offsets(delivered: Stream<'_, u64, Vec<Delivered>>, source: Rc<SourceHandle>, control: Arc<JobControl>) {
-    let name = format!("KafkaCommit({})", source.partitions().len());
+    let name = format!("KafkaCommit({})", source.topic());
     let mut finished = false;
     delivered.sink(Pipeline, &name, move |(input, frontier)| {
         input.for_each(|_, data| data.clear());

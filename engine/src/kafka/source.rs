@@ -101,6 +101,11 @@ pub struct EpochProgress {
 }
 
 impl SourceHandle {
+    /// The input topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     /// The partitions this worker reads.
     pub fn partitions(&self) -> Vec<i32> {
         self.state.borrow().positions.keys().copied().collect()

@@ -86,6 +86,13 @@ fn read_hostfile(path: &Path, processes: usize) -> Result<Vec<String>> {
     Ok(addresses)
 }
 
+/// Drops a failed worker's dataflows, so timely does not wait for them to finish.
+fn abandon(worker: &mut timely::worker::Worker) {
+    for id in worker.installed_dataflows() {
+        worker.drop_dataflow(id);
+    }
+}
+
 /// What a worker's observers get: the records it read, plus where it stands.
 #[derive(Debug, Clone)]
 pub struct WorkerContext {
@@ -171,17 +178,13 @@ pub fn run_job<O: Observe>(
             Ok(probe) => probe,
             Err(error) => {
                 control.fail(error);
-                for id in worker.installed_dataflows() {
-                    worker.drop_dataflow(id);
-                }
+                abandon(worker);
                 return;
             }
         };
         while !probe.done() {
             if control.failed() {
-                for id in worker.installed_dataflows() {
-                    worker.drop_dataflow(id);
-                }
+                abandon(worker);
                 return;
             }
             worker.step_or_park(Some(Duration::from_millis(50)));

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: starts the real services the tests need (an Apache Kafka broker and
 # an OpenSearch node, both from Maven Central jars), checks the Prometheus rules with
-# promtool (Debian's prometheus package, installed if missing), runs the whole test
+# promtool (Debian's prometheus package, installed if missing), installs Debian's
+# chromium if missing (the profile report test renders in it), runs the whole test
 # suite, and stops the services it started.
 #
 #   scripts/test.sh            # all tests
@@ -40,6 +41,18 @@ fi
 
 # Prometheus configuration, alert rules and their unit tests (promtool, from Debian).
 deploy/prometheus/check.sh
+
+# Headless Chromium (Debian's chromium) for the profile report test.
+if [ ! -x "${TIDEWATCH_CHROMIUM:-/usr/bin/chromium}" ]; then
+  echo "test.sh: chromium is missing, installing Debian's chromium package" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "test.sh: run as root, or install it yourself: apt-get update && apt-get install -y chromium" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 
 # The guide's example observer builds and runs.
 cargo run -q --locked -p tidewatch-operators --example custom_observer

@@ -7,6 +7,7 @@
 //! group_id = "tidewatch"
 //! epoch_interval = "1s"
 //! start_from = "earliest"      # where to start a partition the group has no offset for
+//! guarantee = "at-least-once"  # or "exactly-once": one Kafka transaction per epoch
 //!
 //! [kafka]                      # any librdkafka key, shared by consumer and producer
 //! "bootstrap.servers" = "127.0.0.1:9092"
@@ -46,6 +47,48 @@ impl std::str::FromStr for StartFrom {
     }
 }
 
+/// What the job promises about each input record in the output topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Guarantee {
+    /// Nothing lost; after a crash the uncommitted epochs are copied again (duplicates).
+    #[default]
+    AtLeastOnce,
+    /// Nothing lost, nothing duplicated for `read_committed` readers: one Kafka
+    /// transaction per epoch holds its records and the input offsets.
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    /// The spellings accepted in the config file.
+    pub const CHOICES: &'static str = "`at-least-once` or `exactly-once`";
+
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at-least-once",
+            Guarantee::ExactlyOnce => "exactly-once",
+        }
+    }
+}
+
+impl std::str::FromStr for Guarantee {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "at-least-once" => Ok(Guarantee::AtLeastOnce),
+            "exactly-once" => Ok(Guarantee::ExactlyOnce),
+            other => Err(format!("expected {}, got `{other}`", Guarantee::CHOICES)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Guarantee {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The `[job]` table: what to copy where, and how time advances.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -63,6 +106,12 @@ pub struct JobConfig {
     pub start_from: StartFrom,
     /// Read up to the high watermarks seen at start, then stop.
     pub until_end: bool,
+    /// At-least-once (the default) or exactly-once.
+    pub guarantee: Guarantee,
+    /// Exactly-once: the transactional ids are `<prefix>-<input topic>-<worker index>`
+    /// (the group id when unset). Keep it, and `-w`/`-n`, across restarts so a restarted
+    /// job fences the transactions of the one it replaces.
+    pub transactional_id_prefix: Option<String>,
 }
 
 impl Default for JobConfig {
@@ -74,6 +123,8 @@ impl Default for JobConfig {
             epoch_interval: Duration::from_secs(1),
             start_from: StartFrom::Earliest,
             until_end: false,
+            guarantee: Guarantee::AtLeastOnce,
+            transactional_id_prefix: None,
         }
     }
 }
@@ -102,7 +153,17 @@ impl JobConfig {
         if self.epoch_interval < Duration::from_millis(1) {
             return bad("job.epoch_interval", "expected at least 1ms");
         }
+        if self.transactional_id_prefix.as_deref().is_some_and(str::is_empty) {
+            return bad("job.transactional_id_prefix", "expected a prefix, got an empty string");
+        }
         Ok(())
+    }
+
+    /// The transactional id of worker `worker` in exactly-once mode: the same for the
+    /// same worker of the same job across restarts, so a restart fences its zombie.
+    pub fn transactional_id(&self, worker: usize) -> String {
+        let prefix = self.transactional_id_prefix.as_deref().unwrap_or(&self.group_id);
+        format!("{prefix}-{}-{worker}", self.input_topic)
     }
 }
 
@@ -220,6 +281,31 @@ impl KafkaConfig {
         Ok(config)
     }
 
+    /// The configuration for a job with `guarantee`: exactly-once reads only committed
+    /// records (so a job reading another one's transactional output sees each record once);
+    /// a user value other than `read_committed` is rejected then.
+    pub fn for_guarantee(&self, guarantee: Guarantee) -> Result<KafkaConfig> {
+        let mut config = self.clone();
+        if guarantee == Guarantee::ExactlyOnce {
+            for (key, value) in self.common.iter().chain(&self.consumer) {
+                if key == "isolation.level" && value != "read_committed" {
+                    return Err(EngineError::Config {
+                        key: format!("kafka.{key}"),
+                        message: "must be read_committed with job.guarantee = \"exactly-once\"".to_owned(),
+                    });
+                }
+                if key == "transactional.id" {
+                    return Err(EngineError::Config {
+                        key: format!("kafka.{key}"),
+                        message: "is set by tidewatch per worker; use job.transactional_id_prefix".to_owned(),
+                    });
+                }
+            }
+            config.consumer.insert("isolation.level".to_owned(), "read_committed".to_owned());
+        }
+        Ok(config)
+    }
+
     /// A plain client for metadata and watermark requests (no group).
     pub fn metadata_config(&self) -> Result<ClientConfig> {
         let mut config = ClientConfig::new();
@@ -332,6 +418,30 @@ mod tests {
         kafka.set("enable.auto.commit", "true");
         let text = kafka.consumer_config("g").expect_err("owned key").to_string();
         assert!(text.contains("kafka.enable.auto.commit"), "{text}");
+    }
+
+    #[test]
+    fn guarantee_parses_and_bad_values_name_the_key_and_choices() {
+        let file: File = from_toml_str("[job]\nguarantee = \"exactly-once\"\n", "test").expect("valid");
+        assert_eq!(file.job.guarantee, Guarantee::ExactlyOnce);
+        assert_eq!(from_toml_str::<File>("", "test").expect("empty").job.guarantee, Guarantee::AtLeastOnce);
+        let text = from_toml_str::<File>("[job]\nguarantee = \"once\"\n", "test").expect_err("bad").to_string();
+        assert!(text.contains("job.guarantee") && text.contains("at-least-once") && text.contains("exactly-once"), "{text}");
+    }
+
+    #[test]
+    fn exactly_once_reads_committed_and_keeps_transactional_ids_stable() {
+        let kafka = KafkaConfig::default().for_guarantee(Guarantee::ExactlyOnce).expect("config");
+        assert_eq!(kafka.consumer.get("isolation.level").map(String::as_str), Some("read_committed"));
+        let mut bad = KafkaConfig::default();
+        bad.set("isolation.level", "read_uncommitted");
+        let text = bad.for_guarantee(Guarantee::ExactlyOnce).expect_err("uncommitted").to_string();
+        assert!(text.contains("kafka.isolation.level"), "{text}");
+        assert!(bad.for_guarantee(Guarantee::AtLeastOnce).is_ok());
+        let job = JobConfig { group_id: "g".into(), input_topic: "in".into(), ..JobConfig::default() };
+        assert_eq!(job.transactional_id(3), "g-in-3");
+        let job = JobConfig { transactional_id_prefix: Some("p".into()), ..job };
+        assert_eq!(job.transactional_id(0), "p-in-0");
     }
 
     #[test]

@@ -10,11 +10,12 @@ use std::time::Duration;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{Scope, Stream};
 
-use crate::config::{JobConfig, KafkaConfig};
+use crate::config::{Guarantee, JobConfig, KafkaConfig};
 use crate::control::JobControl;
 use crate::error::{EngineError, Result};
 use crate::kafka::commit::commit_offsets;
 use crate::kafka::watermarks::spawn_watermark_monitor;
+use crate::kafka::sink::TransactionalProducer;
 use crate::kafka::{Delivered, KafkaSink, KafkaSource, SourceHandle, TopicPlan};
 use crate::record::Record;
 
@@ -154,7 +155,22 @@ pub fn run_job<O: Observe>(
 ) -> Result<RunSummary> {
     job.validate()?;
     let timely_config = cluster.timely_config()?;
-    let plan = TopicPlan::resolve(&job, &kafka)?;
+    let kafka = kafka.for_guarantee(job.guarantee)?;
+    let mut plan = TopicPlan::resolve(&job, &kafka)?;
+    // Exactly-once: fence the previous run of this process's workers (aborting its open
+    // transactions) before reading where to start, so the committed offsets are final.
+    let first_worker = cluster.process * cluster.workers;
+    let producers: Vec<Option<TransactionalProducer>> = match job.guarantee {
+        Guarantee::AtLeastOnce => Vec::new(),
+        Guarantee::ExactlyOnce => {
+            let producers = (first_worker..first_worker + cluster.workers)
+                .map(|w| TransactionalProducer::init(&kafka, &job.output_topic, job.transactional_id(w), Arc::clone(&control)).map(Some))
+                .collect::<Result<Vec<_>>>()?;
+            plan = TopicPlan::resolve(&job, &kafka)?;
+            producers
+        }
+    };
+    let producers = std::sync::Mutex::new(producers);
     let monitor = spawn_watermark_monitor(&kafka, &plan.topic, plan.partitions.clone(), job.epoch_interval, Arc::clone(&control))?;
 
     let worker_control = Arc::clone(&control);
@@ -168,10 +184,24 @@ pub fn run_job<O: Observe>(
         };
         let built = worker.dataflow::<u64, _, _>(|scope: Scope<'_, u64>| -> Result<_> {
             let (records, handle) = KafkaSource::build(scope, &plan, &job, &kafka, Arc::clone(&control))?;
-            let delivered = KafkaSink::build(records.clone(), &job.output_topic, &kafka, Arc::clone(&control))?;
+            let delivered = match job.guarantee {
+                Guarantee::AtLeastOnce => KafkaSink::build(records.clone(), &job.output_topic, &kafka, Arc::clone(&control))?,
+                Guarantee::ExactlyOnce => {
+                    let producer = producers
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get_mut(context.index.wrapping_sub(first_worker))
+                        .and_then(Option::take)
+                        .ok_or_else(|| EngineError::Runtime(format!("no transactional producer for worker {}", context.index)))?;
+                    KafkaSink::build_exactly_once(records.clone(), &job.output_topic, producer, Rc::clone(&handle), Arc::clone(&control))?
+                }
+            };
             observers.observe(ObserveInputs { records, delivered: delivered.clone(), source: Rc::clone(&handle) }, &context);
             let (probe, delivered) = delivered.probe();
-            commit_offsets(delivered, handle, Arc::clone(&control));
+            // Exactly-once commits the offsets within the sink's transactions, never here.
+            if job.guarantee == Guarantee::AtLeastOnce {
+                commit_offsets(delivered, handle, Arc::clone(&control));
+            }
             Ok(probe)
         });
         let probe = match built {

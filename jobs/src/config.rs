@@ -63,6 +63,10 @@ pub struct JobFlags {
     /// Read up to the high watermarks seen at start, then stop.
     #[arg(long)]
     pub until_end: bool,
+    /// One Kafka transaction per epoch: read_committed readers see each input record
+    /// once (`job.guarantee = "exactly-once"`; default at-least-once).
+    #[arg(long)]
+    pub exactly_once: bool,
     /// Any librdkafka key for both clients, e.g. `-X socket.timeout.ms=5000` (repeatable).
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub rdkafka: Vec<(String, String)>,
@@ -106,6 +110,7 @@ impl JobFlags {
             epoch,
             start_from,
             until_end,
+            exactly_once,
             rdkafka,
             window,
             fields,
@@ -133,6 +138,9 @@ impl JobFlags {
         }
         if *until_end {
             file.job.until_end = true;
+        }
+        if *exactly_once {
+            file.job.guarantee = tidewatch_engine::Guarantee::ExactlyOnce;
         }
         for (k, v) in rdkafka {
             file.kafka.set(k.clone(), v.clone());

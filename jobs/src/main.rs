@@ -1,8 +1,10 @@
 //! `tidewatch`: copies a Kafka topic to another and observes the stream on the way.
 //!
-//! Delivery semantics of `tidewatch run`: at-least-once. Input offsets are committed
-//! only after every record of their epoch, on every worker, is acknowledged by the
-//! output broker; a crash replays the uncommitted epochs.
+//! Delivery semantics of `tidewatch run`: at-least-once by default. Input offsets are
+//! committed only after every record of their epoch, on every worker, is acknowledged by
+//! the output broker; a crash replays the uncommitted epochs. With `--exactly-once`
+//! (`job.guarantee = "exactly-once"`) each epoch is one Kafka transaction holding its
+//! records and offsets, so `read_committed` readers see each input record once.
 
 use std::process::ExitCode;
 

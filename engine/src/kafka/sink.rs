@@ -7,18 +7,27 @@
 //! for. A delivery that fails after librdkafka's own retries stops the job: no record is
 //! skipped silently. The producer is idempotent by default, so retries keep the order
 //! within each partition.
+//!
+//! Exactly-once ([`KafkaSink::build_exactly_once`]): each worker has a transactional
+//! producer and one Kafka transaction per epoch holding the epoch's records and, sent
+//! with `send_offsets_to_transaction`, the source positions at the epoch's close. The
+//! transaction commits once the sink's input frontier has passed the epoch; only then
+//! does the sink report the epoch delivered. Any error aborts the open transaction and
+//! fails the job: neither its records (for `read_committed` readers) nor its offsets
+//! count, so a restart resumes from the last committed epoch.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -29,6 +38,7 @@ use crate::config::KafkaConfig;
 use crate::control::{JobControl, JobMetrics};
 use crate::epoch::now_ms;
 use crate::error::{EngineError, Result};
+use crate::kafka::source::SourceHandle;
 use crate::record::Record;
 
 /// How long the sink waits on a full producer queue before looking again.
@@ -63,9 +73,54 @@ struct SinkContext {
     /// Record timestamp → acknowledged, in ms, of this worker's deliveries since the last drain.
     latency: Mutex<hdrhistogram::Histogram<u64>>,
     control: Arc<JobControl>,
+    /// Where librdkafka's statistics of this producer go (set once the worker is known).
+    stats: std::sync::OnceLock<crate::kafka::stats::StatsReporter>,
 }
 
-impl ClientContext for SinkContext {}
+impl SinkContext {
+    fn new(topic: &str, control: Arc<JobControl>) -> SinkContext {
+        SinkContext {
+            acked: std::array::from_fn(|_| AtomicU64::new(0)),
+            failure: Mutex::default(),
+            topic: topic.to_owned(),
+            now_ms: AtomicU64::new(now_ms()),
+            latency: Mutex::new(crate::control::latency_histogram()),
+            control,
+            stats: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Adds this worker's latencies to the process's histogram, at most every [`LATENCY_MERGE`].
+    fn merge_latency(&self, last_merge: &mut Instant) {
+        if last_merge.elapsed() >= LATENCY_MERGE {
+            *last_merge = Instant::now();
+            let mut mine = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+            self.control.metrics.merge_latency(&mine);
+            mine.reset();
+        }
+    }
+
+    /// Takes the first delivery failure, if any.
+    fn take_failure(&self) -> Option<EngineError> {
+        self.failure.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+impl ClientContext for SinkContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(reporter) = self.stats.get() {
+            reporter.report_json(statistics);
+        }
+    }
+}
+
+impl SinkContext {
+    /// Sends this producer's statistics to the process's board as worker `worker`'s.
+    fn report_stats_as(&self, worker: usize) {
+        let board = Arc::clone(&self.control.metrics.clients);
+        let _ = self.stats.set(crate::kafka::stats::StatsReporter::new(board, crate::kafka::stats::ClientRole::Producer, worker));
+    }
+}
 
 impl ProducerContext for SinkContext {
     type DeliveryOpaque = usize;
@@ -120,18 +175,12 @@ impl KafkaSink {
         control: Arc<JobControl>,
     ) -> Result<Stream<'scope, u64, Vec<Delivered>>> {
         let brokers = kafka.brokers().to_owned();
-        let context = SinkContext {
-            acked: std::array::from_fn(|_| AtomicU64::new(0)),
-            failure: Mutex::default(),
-            topic: topic.to_owned(),
-            now_ms: AtomicU64::new(now_ms()),
-            latency: Mutex::new(crate::control::latency_histogram()),
-            control: Arc::clone(&control),
-        };
+        let context = SinkContext::new(topic, Arc::clone(&control));
         let producer: BaseProducer<SinkContext> = kafka
             .producer_config()?
             .create_with_context(context)
             .map_err(|e| EngineError::kafka(&brokers, "creating the sink producer", e))?;
+        producer.context().report_stats_as(records.scope().index());
         let producer = Rc::new(producer);
         let topic = topic.to_owned();
         let scope = records.scope();
@@ -145,7 +194,7 @@ impl KafkaSink {
                 let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
                 let mut free_slots: Vec<usize> = (0..SLOTS).rev().collect();
                 let mut failed = false;
-                let mut last_merge = std::time::Instant::now();
+                let mut last_merge = Instant::now();
                 move |(input, frontier), output| {
                     let port = output.output_index();
                     producer.context().now_ms.store(now_ms(), Ordering::Relaxed);
@@ -199,14 +248,8 @@ impl KafkaSink {
                         JobMetrics::add(&control.metrics.records_out, sent);
                     });
                     producer.poll(Duration::ZERO);
-                    if last_merge.elapsed() >= LATENCY_MERGE {
-                        last_merge = std::time::Instant::now();
-                        let context = producer.context();
-                        let mut mine = context.latency.lock().unwrap_or_else(PoisonError::into_inner);
-                        context.control.metrics.merge_latency(&mine);
-                        mine.reset();
-                    }
-                    if let Some(error) = producer.context().failure.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                    producer.context().merge_latency(&mut last_merge);
+                    if let Some(error) = producer.context().take_failure() {
                         control.fail(error);
                         failed = true;
                     }
@@ -226,6 +269,256 @@ impl KafkaSink {
         );
         Ok(stream)
     }
+}
+
+/// How long one transactional call (init, offsets, commit, abort) may block its worker.
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a transactional step is retried while its errors are retriable (a broker
+/// restarting, a coordinator moving) before the job fails.
+const TXN_RETRY_FOR: Duration = Duration::from_secs(120);
+/// How often a sink with an open transaction serves its delivery reports.
+const TXN_POLL: Duration = Duration::from_millis(10);
+
+/// The transactional producer of one worker in exactly-once mode.
+///
+/// Created with [`TransactionalProducer::init`] before the job reads its start offsets:
+/// `init_transactions` fences any earlier producer with the same `transactional.id` (a
+/// previous run of this worker that crashed or still runs) and aborts its open
+/// transaction, so the committed offsets read next are final. Dropping it aborts an
+/// open transaction.
+pub struct TransactionalProducer {
+    producer: BaseProducer<SinkContext>,
+    id: String,
+    brokers: String,
+    /// Whether a transaction is open.
+    open: Cell<bool>,
+}
+
+impl std::fmt::Debug for TransactionalProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionalProducer").field("id", &self.id).field("open", &self.open.get()).finish_non_exhaustive()
+    }
+}
+
+impl TransactionalProducer {
+    /// Creates the producer writing `topic` with `transactional.id` `id` and registers it
+    /// with the transaction coordinator (fencing earlier producers with that id).
+    pub fn init(kafka: &KafkaConfig, topic: &str, id: String, control: Arc<JobControl>) -> Result<TransactionalProducer> {
+        let brokers = kafka.brokers().to_owned();
+        let mut config = kafka.producer_config()?;
+        config.set("transactional.id", &id);
+        let producer: BaseProducer<SinkContext> = config
+            .create_with_context(SinkContext::new(topic, control))
+            .map_err(|e| EngineError::kafka(&brokers, format!("creating the transactional producer `{id}`"), e))?;
+        let producer = TransactionalProducer { producer, id, brokers, open: Cell::new(false) };
+        producer.retrying("initialising transactions", |p| p.init_transactions(TXN_CALL_TIMEOUT))?;
+        tracing::info!(transactional_id = %producer.id, "transactional producer ready");
+        Ok(producer)
+    }
+
+    /// The producer's `transactional.id`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Calls `call` until it succeeds, fails for good, or [`TXN_RETRY_FOR`] has passed.
+    fn retrying(&self, what: &str, mut call: impl FnMut(&BaseProducer<SinkContext>) -> KafkaResult<()>) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            let error = match call(&self.producer) {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let retriable = match &error {
+                KafkaError::Transaction(e) => e.is_retriable() && !e.is_fatal() && !e.txn_requires_abort(),
+                // commit_transaction flushes first; a flush that timed out is retried like the commit.
+                KafkaError::Flush(code) => *code == RDKafkaErrorCode::OperationTimedOut,
+                _ => false,
+            };
+            if !retriable || started.elapsed() >= TXN_RETRY_FOR {
+                return Err(EngineError::kafka(&self.brokers, format!("{what} (transactional.id `{}`)", self.id), error));
+            }
+            tracing::warn!(transactional_id = %self.id, %error, "{what}: retriable error; retrying");
+            self.producer.poll(Duration::from_millis(100));
+        }
+    }
+
+    fn begin(&self, epoch: u64) -> Result<()> {
+        self.retrying(&format!("beginning the transaction of epoch {epoch}"), |p| p.begin_transaction())?;
+        self.open.set(true);
+        Ok(())
+    }
+
+    /// Sends the source's positions at the close of `epoch` within the open transaction
+    /// and commits it.
+    fn commit(&self, epoch: u64, positions: &BTreeMap<i32, i64>, source: &SourceHandle) -> Result<()> {
+        let mut offsets = TopicPartitionList::new();
+        for (p, offset) in positions {
+            offsets
+                .add_partition_offset(source.topic(), *p, Offset::Offset(*offset))
+                .map_err(|e| EngineError::kafka(source.brokers(), "building the transaction's offsets", e))?;
+        }
+        let metadata = source
+            .group_metadata()
+            .ok_or_else(|| EngineError::Runtime(format!("the consumer of {} has no group metadata", source.topic())))?;
+        self.retrying(&format!("sending the offsets of epoch {epoch} to its transaction"), |p| {
+            p.send_offsets_to_transaction(&offsets, &metadata, TXN_CALL_TIMEOUT)
+        })?;
+        self.retrying(&format!("committing the transaction of epoch {epoch}"), |p| p.commit_transaction(TXN_CALL_TIMEOUT))?;
+        self.open.set(false);
+        Ok(())
+    }
+
+    /// Aborts the open transaction, if any (best effort: the job is failing anyway, and a
+    /// restart's `init_transactions` aborts it if this cannot).
+    fn abort(&self) {
+        if !self.open.replace(false) {
+            return;
+        }
+        match self.producer.abort_transaction(TXN_CALL_TIMEOUT) {
+            Ok(()) => tracing::warn!(transactional_id = %self.id, "transaction aborted"),
+            Err(error) => tracing::warn!(transactional_id = %self.id, %error, "aborting the transaction failed; a restart fences it"),
+        }
+    }
+}
+
+impl Drop for TransactionalProducer {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// The epoch whose transaction is open on a worker's exactly-once sink.
+#[derive(Debug)]
+struct OpenTransaction {
+    epoch: u64,
+    capability: Capability<u64>,
+    sent: u64,
+}
+
+impl KafkaSink {
+    /// Attaches `KafkaSink(<topic>, exactly-once)` to `records`: one transaction per
+    /// epoch on `producer`, holding the epoch's records and `source`'s positions at its
+    /// close, committed once the input frontier has passed the epoch. Records of a later
+    /// epoch that arrive while one is open wait in memory for its commit. Returns the
+    /// stream of per-epoch deliveries, each given once its transaction committed.
+    pub fn build_exactly_once<'scope>(
+        records: Stream<'scope, u64, Vec<Record>>,
+        topic: &str,
+        producer: TransactionalProducer,
+        source: Rc<SourceHandle>,
+        control: Arc<JobControl>,
+    ) -> Result<Stream<'scope, u64, Vec<Delivered>>> {
+        producer.producer.context().report_stats_as(records.scope().index());
+        let producer = Rc::new(producer);
+        let topic = topic.to_owned();
+        let scope = records.scope();
+        let name = format!("KafkaSink({topic}, exactly-once)");
+
+        let stream = records.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Delivered>>, _, _, _>(
+            Pipeline,
+            &name,
+            move |_capability, info| {
+                let activator = scope.activator_for(Rc::clone(&info.address));
+                let mut open: Option<OpenTransaction> = None;
+                let mut later: BTreeMap<u64, (Capability<u64>, Vec<Record>)> = BTreeMap::new();
+                let mut failed = false;
+                let mut last_merge = Instant::now();
+                move |(input, frontier), output| {
+                    let port = output.output_index();
+                    let context = producer.producer.context();
+                    context.now_ms.store(now_ms(), Ordering::Relaxed);
+                    input.for_each(|capability, data| {
+                        if failed {
+                            data.clear();
+                            return;
+                        }
+                        let step = match (capability.least().copied(), open.as_mut()) {
+                            (None, _) => Err(EngineError::Runtime(format!("KafkaSink({topic}) received records without a timestamp"))),
+                            (Some(epoch), Some(txn)) if txn.epoch == epoch => produce(&producer, &topic, txn, data),
+                            (Some(epoch), Some(txn)) if txn.epoch < epoch => {
+                                later.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, port), Vec::new())).1.append(data);
+                                Ok(())
+                            }
+                            (Some(epoch), Some(txn)) => Err(EngineError::Runtime(format!(
+                                "KafkaSink({topic}) received records of epoch {epoch} after the transaction of epoch {} began",
+                                txn.epoch
+                            ))),
+                            (Some(epoch), None) => producer.begin(epoch).and_then(|()| {
+                                let txn = open.insert(OpenTransaction { epoch, capability: capability.delayed(&epoch, port), sent: 0 });
+                                produce(&producer, &topic, txn, data)
+                            }),
+                        };
+                        if let Err(error) = step {
+                            control.fail(error);
+                            failed = true;
+                            data.clear();
+                        }
+                    });
+                    producer.producer.poll(Duration::ZERO);
+                    context.merge_latency(&mut last_merge);
+                    if let Some(error) = context.take_failure() {
+                        control.fail(error);
+                        failed = true;
+                    }
+                    if failed {
+                        // Keep the capabilities: the failed epochs must never look delivered.
+                        producer.abort();
+                        return;
+                    }
+
+                    // Commit every open epoch that is complete, oldest first.
+                    while let Some(txn) = open.take_if(|txn| !frontier.less_equal(&txn.epoch)) {
+                        let committed = match source.take_positions_before(Some(txn.epoch + 1)) {
+                            Some(positions) => producer.commit(txn.epoch, &positions, &source),
+                            None => Err(EngineError::Runtime(format!(
+                                "KafkaSink({topic}): epoch {} sent {} records but its source positions did not move",
+                                txn.epoch, txn.sent
+                            ))),
+                        };
+                        if let Err(error) = committed {
+                            control.fail(error);
+                            failed = true;
+                            producer.abort();
+                            open = Some(txn);
+                            return;
+                        }
+                        JobMetrics::add(&control.metrics.records_delivered, txn.sent);
+                        JobMetrics::add(&control.metrics.commits, 1);
+                        tracing::debug!(transactional_id = %producer.id, epoch = txn.epoch, records = txn.sent, "transaction committed");
+                        output.session(&txn.capability).give(Delivered { epoch: txn.epoch, records: txn.sent });
+                        if let Some((epoch, (capability, mut data))) = later.pop_first() {
+                            let txn = OpenTransaction { epoch, capability, sent: 0 };
+                            let txn = open.insert(txn);
+                            if let Err(error) = producer.begin(epoch).and_then(|()| produce(&producer, &topic, txn, &mut data)) {
+                                control.fail(error);
+                                failed = true;
+                                producer.abort();
+                                return;
+                            }
+                        }
+                    }
+                    if open.is_some() {
+                        activator.activate_after(TXN_POLL);
+                    }
+                }
+            },
+        );
+        Ok(stream)
+    }
+}
+
+/// Sends `data` within the open transaction `txn`, draining it.
+fn produce(producer: &TransactionalProducer, topic: &str, txn: &mut OpenTransaction, data: &mut Vec<Record>) -> Result<()> {
+    let mut sent = 0;
+    let result = data.drain(..).try_for_each(|record| {
+        send(&producer.producer, topic, &record, 0)?;
+        sent += 1;
+        Ok(())
+    });
+    txn.sent += sent;
+    JobMetrics::add(&producer.producer.context().control.metrics.records_out, sent);
+    result
 }
 
 /// Releases every pending epoch that is complete: no more input can arrive for it

@@ -26,6 +26,7 @@ use crate::control::{JobControl, JobMetrics};
 use crate::epoch::{epoch_of, now_ms};
 use crate::error::{EngineError, Result};
 use crate::kafka::plan::TopicPlan;
+use crate::kafka::stats::{ClientRole, StatsReporter};
 use crate::record::{Record, RecordStream};
 
 /// Most records one activation of the source emits before yielding to other operators.
@@ -38,10 +39,26 @@ const IDLE_WAKE: Duration = Duration::from_millis(100);
 
 /// Context of the engine's consumers: end-of-partition events are expected (the
 /// source asks for them), every other client-level error is logged with its reason.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct QuietEofContext;
+/// A source's consumer also hands its librdkafka statistics to the process's board.
+#[derive(Debug, Default, Clone)]
+pub struct QuietEofContext {
+    stats: Option<StatsReporter>,
+}
+
+impl QuietEofContext {
+    /// A context whose statistics go to `reporter`.
+    pub fn with_stats(reporter: StatsReporter) -> QuietEofContext {
+        QuietEofContext { stats: Some(reporter) }
+    }
+}
 
 impl ClientContext for QuietEofContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(reporter) = &self.stats {
+            reporter.report_json(statistics);
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         match &error {
             KafkaError::PartitionEOF(_) => tracing::trace!(%reason, "end of partition"),
@@ -151,19 +168,35 @@ impl SourceHandle {
         }
     }
 
+    /// Takes the positions logged at the close of the latest epoch before `frontier` (all
+    /// logged ones when `None`) and marks them committed; `None` when none moved since.
+    /// The caller commits them: [`Self::commit_before`], or the exactly-once sink within
+    /// its transaction.
+    pub(crate) fn take_positions_before(&self, frontier: Option<u64>) -> Option<BTreeMap<i32, i64>> {
+        let mut state = self.state.borrow_mut();
+        let mut latest = None;
+        while state.closed.front().is_some_and(|(t, _)| frontier.is_none_or(|f| *t < f)) {
+            latest = state.closed.pop_front().map(|(_, p)| p);
+        }
+        let positions = latest?;
+        state.committed.clone_from(&positions);
+        Some(positions)
+    }
+
+    /// The consumer's group metadata, for offsets sent within a producer's transaction.
+    pub(crate) fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.consumer.group_metadata()
+    }
+
+    /// The bootstrap servers this source reads from.
+    pub(crate) fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
     /// Commits the latest positions whose epoch is complete everywhere: every epoch
     /// before `frontier` (all of them when `frontier` is `None`, i.e. the job is done).
     pub(crate) fn commit_before(&self, frontier: Option<u64>, metrics: &JobMetrics) -> Result<()> {
-        let positions = {
-            let mut state = self.state.borrow_mut();
-            let mut latest = None;
-            while state.closed.front().is_some_and(|(t, _)| frontier.is_none_or(|f| *t < f)) {
-                latest = state.closed.pop_front().map(|(_, p)| p);
-            }
-            let Some(positions) = latest else { return Ok(()) };
-            state.committed.clone_from(&positions);
-            positions
-        };
+        let Some(positions) = self.take_positions_before(frontier) else { return Ok(()) };
         let mut list = TopicPartitionList::new();
         for (p, offset) in &positions {
             list.add_partition_offset(&self.topic, *p, Offset::Offset(*offset))
@@ -202,7 +235,11 @@ impl KafkaSource {
         let brokers = kafka.brokers().to_owned();
         let consumer: BaseConsumer<QuietEofContext> = kafka
             .consumer_config(&job.group_id)?
-            .create_with_context(QuietEofContext)
+            .create_with_context(QuietEofContext::with_stats(StatsReporter::new(
+                Arc::clone(&control.metrics.clients),
+                ClientRole::Consumer,
+                worker,
+            )))
             .map_err(|e| EngineError::kafka(&brokers, "creating the source consumer", e))?;
         let mut assignment = TopicPartitionList::new();
         let mut state = SourceState::default();

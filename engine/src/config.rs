@@ -257,7 +257,10 @@ impl KafkaConfig {
             }
         }
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", self.brokers()).set("group.id", group_id);
+        config
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", group_id)
+            .set("statistics.interval.ms", crate::kafka::stats::DEFAULT_INTERVAL_MS);
         self.apply(&mut config, &self.consumer);
         for (key, value) in OWNED_CONSUMER_KEYS {
             config.set(*key, *value);
@@ -275,7 +278,8 @@ impl KafkaConfig {
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.messages", "1000000");
+            .set("queue.buffering.max.messages", "1000000")
+            .set("statistics.interval.ms", crate::kafka::stats::DEFAULT_INTERVAL_MS);
         self.apply(&mut config, &self.producer);
         check(&config, "producer")?;
         Ok(config)
@@ -311,6 +315,8 @@ impl KafkaConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", self.brokers());
         self.apply(&mut config, &self.consumer);
+        // Nobody reads this client's statistics (librdkafka would build them for nothing).
+        config.set("statistics.interval.ms", "0");
         check(&config, "consumer")?;
         Ok(config)
     }

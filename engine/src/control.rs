@@ -74,6 +74,8 @@ pub struct JobMetrics {
     watermarks: Mutex<BTreeMap<i32, (i64, i64)>>,
     /// End-to-end latency (record timestamp → acknowledged by the output), ms, since the last take.
     latency: Mutex<Option<hdrhistogram::Histogram<u64>>>,
+    /// The latest librdkafka statistics of this process's consumers and producers.
+    pub clients: Arc<crate::kafka::stats::ClientStatsBoard>,
 }
 
 /// A histogram of latencies in ms, from 1 ms to an hour, 2 significant digits.

@@ -5,6 +5,7 @@ pub mod commit;
 pub mod plan;
 pub mod sink;
 pub mod source;
+pub mod stats;
 pub mod watermarks;
 
 pub use plan::TopicPlan;

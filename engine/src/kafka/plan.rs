@@ -37,7 +37,7 @@ impl TopicPlan {
         let brokers = kafka.brokers().to_owned();
         let consumer: BaseConsumer<QuietEofContext> = kafka
             .consumer_config(&job.group_id)?
-            .create_with_context(QuietEofContext)
+            .create_with_context(QuietEofContext::default())
             .map_err(|e| EngineError::kafka(&brokers, "creating the planning consumer", e))?;
         let partitions = topic_partitions(&consumer, &job.input_topic, &brokers)?;
         let output_partitions = topic_partitions(&consumer, &job.output_topic, &brokers)?;

@@ -20,6 +20,7 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use tidewatch_engine::opensearch::{OpenSearchConfig, OpenSearchCounters, OpenSearchSink};
 use tidewatch_engine::{JobControl, JobMetrics};
+use crate::health::{ClientStatsCollector, ProcessCollector};
 use tidewatch_operators::alerts::{AlertEvent, AlertState};
 use tidewatch_operators::observers::{ObservationSinks, ObserverMetrics};
 use tidewatch_operators::stats::{PartitionStatus, StatsDoc};
@@ -205,6 +206,8 @@ impl Outputs {
         let metrics = Arc::new(Metrics::default());
         let mut registry = Registry::default();
         metrics.register(&mut registry);
+        registry.register_collector(Box::new(ClientStatsCollector::new(Arc::clone(&control.metrics.clients))));
+        registry.register_collector(Box::new(ProcessCollector));
         let registry = Arc::new(registry);
 
         let metrics_addr = if config.metrics_addr.is_empty() {

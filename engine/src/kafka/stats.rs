@@ -68,7 +68,13 @@ pub struct WindowSeconds {
 impl WindowSeconds {
     fn from_window(window: &Window, unit_seconds: f64) -> WindowSeconds {
         let s = |v: i64| v.max(0) as f64 * unit_seconds;
-        WindowSeconds { avg: s(window.avg), p50: s(window.p50), p99: s(window.p99), max: s(window.max), count: window.cnt }
+        WindowSeconds {
+            avg: s(window.avg),
+            p50: s(window.p50),
+            p99: s(window.p99),
+            max: s(window.max),
+            count: window.cnt,
+        }
     }
 }
 
@@ -146,10 +152,22 @@ impl BrokerSnapshot {
             rx_errors: b.rxerrs,
             connects: b.connects.unwrap_or(0),
             disconnects: b.disconnects.unwrap_or(0),
-            rtt: b.rtt.as_ref().map(|w| WindowSeconds::from_window(w, MICROS)),
-            throttle: b.throttle.as_ref().map(|w| WindowSeconds::from_window(w, MILLIS)),
-            int_latency: b.int_latency.as_ref().map(|w| WindowSeconds::from_window(w, MICROS)),
-            outbuf_latency: b.outbuf_latency.as_ref().map(|w| WindowSeconds::from_window(w, MICROS)),
+            rtt: b
+                .rtt
+                .as_ref()
+                .map(|w| WindowSeconds::from_window(w, MICROS)),
+            throttle: b
+                .throttle
+                .as_ref()
+                .map(|w| WindowSeconds::from_window(w, MILLIS)),
+            int_latency: b
+                .int_latency
+                .as_ref()
+                .map(|w| WindowSeconds::from_window(w, MICROS)),
+            outbuf_latency: b
+                .outbuf_latency
+                .as_ref()
+                .map(|w| WindowSeconds::from_window(w, MICROS)),
         }
     }
 }
@@ -218,7 +236,10 @@ impl PartitionSnapshot {
     /// Whether a producer ever had traffic on this partition (librdkafka lists every
     /// partition of the topic; the sink of a worker writes only its own).
     fn producer_active(&self) -> bool {
-        self.tx_messages > 0 || self.msgq_messages > 0 || self.xmit_msgq_messages > 0 || self.inflight_messages > 0
+        self.tx_messages > 0
+            || self.msgq_messages > 0
+            || self.xmit_msgq_messages > 0
+            || self.inflight_messages > 0
     }
 }
 
@@ -265,8 +286,12 @@ pub struct ClientSnapshot {
 impl ClientSnapshot {
     /// Reduces librdkafka's statistics of a client on `role`'s side.
     pub fn from_statistics(stats: &Statistics, role: ClientRole) -> ClientSnapshot {
-        let mut brokers: Vec<BrokerSnapshot> =
-            stats.brokers.values().filter(|b| b.nodeid >= 0).map(BrokerSnapshot::from_broker).collect();
+        let mut brokers: Vec<BrokerSnapshot> = stats
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0)
+            .map(BrokerSnapshot::from_broker)
+            .collect();
         brokers.sort_by_key(|b| b.node_id);
         let mut partitions: Vec<PartitionSnapshot> = stats
             .topics
@@ -325,7 +350,11 @@ impl ClientStatsBoard {
     /// Replaces the snapshot of `key`.
     pub fn update(&self, key: ClientKey, snapshot: ClientSnapshot) {
         let snapshot = Arc::new(snapshot);
-        let old = self.clients.lock().unwrap_or_else(PoisonError::into_inner).insert(key, snapshot);
+        let old = self
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, snapshot);
         // The old snapshot is freed outside the lock.
         drop(old);
         self.updates.fetch_add(1, Ordering::Relaxed);
@@ -334,7 +363,12 @@ impl ClientStatsBoard {
     /// The latest snapshot of every client that reported, ordered by role and worker.
     /// Snapshots stay after their client is dropped (the figures it ended with).
     pub fn snapshots(&self) -> Vec<(ClientKey, Arc<ClientSnapshot>)> {
-        self.clients.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(k, v)| (*k, Arc::clone(v))).collect()
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (*k, Arc::clone(v)))
+            .collect()
     }
 
     /// Statistics documents received so far.
@@ -358,14 +392,20 @@ pub struct StatsReporter {
 impl StatsReporter {
     /// A reporter for the client of `worker` on `role`'s side.
     pub fn new(board: Arc<ClientStatsBoard>, role: ClientRole, worker: usize) -> StatsReporter {
-        StatsReporter { board, key: ClientKey { role, worker } }
+        StatsReporter {
+            board,
+            key: ClientKey { role, worker },
+        }
     }
 
     /// Parses one statistics document (librdkafka's JSON) and keeps its snapshot. Runs
     /// on librdkafka's thread: a parse, a reduction and a swap under a short lock.
     pub fn report_json(&self, json: &[u8]) {
         match serde_json::from_slice::<Statistics>(json) {
-            Ok(stats) => self.board.update(self.key, ClientSnapshot::from_statistics(&stats, self.key.role)),
+            Ok(stats) => self.board.update(
+                self.key,
+                ClientSnapshot::from_statistics(&stats, self.key.role),
+            ),
             Err(error) => {
                 if self.board.errors.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!(%error, role = %self.key.role, worker = self.key.worker, "unreadable librdkafka statistics");
@@ -444,21 +484,57 @@ mod tests {
         let snapshots = board.snapshots();
         assert_eq!(snapshots.len(), 1);
         let (key, snap) = &snapshots[0];
-        assert_eq!(*key, ClientKey { role: ClientRole::Consumer, worker: 3 });
+        assert_eq!(
+            *key,
+            ClientKey {
+                role: ClientRole::Consumer,
+                worker: 3
+            }
+        );
         assert_eq!(snap.name, "rdkafka#consumer-2");
         assert!((snap.age_seconds - 2.5).abs() < 1e-9);
         assert_eq!(snap.rx_messages, 120);
-        assert_eq!(snap.brokers.len(), 1, "the bootstrap pseudo-broker is left out: {:?}", snap.brokers);
+        assert_eq!(
+            snap.brokers.len(),
+            1,
+            "the bootstrap pseudo-broker is left out: {:?}",
+            snap.brokers
+        );
         let broker = &snap.brokers[0];
-        assert_eq!((broker.name.as_str(), broker.node_id, broker.is_up()), ("127.0.0.1:9092", 1, true));
+        assert_eq!(
+            (broker.name.as_str(), broker.node_id, broker.is_up()),
+            ("127.0.0.1:9092", 1, true)
+        );
         let rtt = broker.rtt.expect("rtt window");
-        assert!((rtt.avg - 0.25).abs() < 1e-9 && (rtt.p50 - 0.0015).abs() < 1e-9 && (rtt.p99 - 0.502).abs() < 1e-9, "{rtt:?}");
+        assert!(
+            (rtt.avg - 0.25).abs() < 1e-9
+                && (rtt.p50 - 0.0015).abs() < 1e-9
+                && (rtt.p99 - 0.502).abs() < 1e-9,
+            "{rtt:?}"
+        );
         let throttle = broker.throttle.expect("throttle window");
-        assert!((throttle.max - 0.020).abs() < 1e-9, "throttle is in ms: {throttle:?}");
+        assert!(
+            (throttle.max - 0.020).abs() < 1e-9,
+            "throttle is in ms: {throttle:?}"
+        );
         assert_eq!(broker.int_latency.map(|w| w.count), Some(0));
-        assert_eq!(snap.partitions.len(), 1, "only the assigned partition: {:?}", snap.partitions);
+        assert_eq!(
+            snap.partitions.len(),
+            1,
+            "only the assigned partition: {:?}",
+            snap.partitions
+        );
         let p = &snap.partitions[0];
-        assert_eq!((p.topic.as_str(), p.partition, p.fetchq_messages, p.consumer_lag, p.high_watermark), ("in", 0, 7, Some(12), Some(125)));
+        assert_eq!(
+            (
+                p.topic.as_str(),
+                p.partition,
+                p.fetchq_messages,
+                p.consumer_lag,
+                p.high_watermark
+            ),
+            ("in", 0, 7, Some(12), Some(125))
+        );
         assert_eq!(board.updates(), 1);
     }
 
@@ -466,26 +542,52 @@ mod tests {
     fn a_producer_keeps_only_partitions_it_wrote_to() {
         let mut stats: Statistics = serde_json::from_str(CONSUMER).expect("parses");
         stats.client_type = "producer".into();
-        if let Some(p) = stats.topics.get_mut("in").and_then(|t| t.partitions.get_mut(&1)) {
+        if let Some(p) = stats
+            .topics
+            .get_mut("in")
+            .and_then(|t| t.partitions.get_mut(&1))
+        {
             p.txmsgs = 40;
             p.acked_msgid = 40;
         }
         let snap = ClientSnapshot::from_statistics(&stats, ClientRole::Producer);
-        let written: Vec<(i32, u64, u64)> = snap.partitions.iter().map(|p| (p.partition, p.tx_messages, p.acked_msgid)).collect();
+        let written: Vec<(i32, u64, u64)> = snap
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.tx_messages, p.acked_msgid))
+            .collect();
         assert_eq!(written, vec![(1, 40, 40)]);
     }
 
     #[test]
     fn statistics_are_on_by_default_and_the_users_interval_wins() {
         let mut kafka = crate::config::KafkaConfig::default();
-        let interval = |c: rdkafka::ClientConfig| c.get("statistics.interval.ms").map(str::to_owned);
-        assert_eq!(interval(kafka.producer_config().expect("producer")).as_deref(), Some(DEFAULT_INTERVAL_MS));
-        assert_eq!(interval(kafka.consumer_config("g").expect("consumer")).as_deref(), Some(DEFAULT_INTERVAL_MS));
-        assert_eq!(interval(kafka.metadata_config().expect("metadata")).as_deref(), Some("0"));
+        let interval =
+            |c: rdkafka::ClientConfig| c.get("statistics.interval.ms").map(str::to_owned);
+        assert_eq!(
+            interval(kafka.producer_config().expect("producer")).as_deref(),
+            Some(DEFAULT_INTERVAL_MS)
+        );
+        assert_eq!(
+            interval(kafka.consumer_config("g").expect("consumer")).as_deref(),
+            Some(DEFAULT_INTERVAL_MS)
+        );
+        assert_eq!(
+            interval(kafka.metadata_config().expect("metadata")).as_deref(),
+            Some("0")
+        );
         kafka.set("statistics.interval.ms", "0");
-        kafka.producer.insert("statistics.interval.ms".into(), "200".into());
-        assert_eq!(interval(kafka.producer_config().expect("producer")).as_deref(), Some("200"));
-        assert_eq!(interval(kafka.consumer_config("g").expect("consumer")).as_deref(), Some("0"));
+        kafka
+            .producer
+            .insert("statistics.interval.ms".into(), "200".into());
+        assert_eq!(
+            interval(kafka.producer_config().expect("producer")).as_deref(),
+            Some("200")
+        );
+        assert_eq!(
+            interval(kafka.consumer_config("g").expect("consumer")).as_deref(),
+            Some("0")
+        );
     }
 
     #[test]

@@ -13,6 +13,9 @@
 # Environment:
 #   TIDEWATCH_KAFKA_PORT             broker port (9092)
 #   TIDEWATCH_KAFKA_CONTROLLER_PORT  controller port (9093)
+#   TIDEWATCH_KAFKA_JMX_PORT         port of the broker's Prometheus JMX exporter agent on 127.0.0.1
+#                                    (5556; `off` runs the broker without it), rules in kafka/jmx-exporter.yml
+#   TIDEWATCH_JMX_EXPORTER_VERSION   io.prometheus.jmx:jmx_prometheus_javaagent from Maven Central (1.0.1)
 #   TIDEWATCH_STATE_DIR              data and logs go to $TIDEWATCH_STATE_DIR/kafka-<port> (/tmp/tidewatch)
 #   TIDEWATCH_KAFKA_KEEP_DATA=1      start on the existing data (e.g. after kill9) instead of a fresh dir
 #   TIDEWATCH_CACHE                  jar cache, <cache>/kafka-<version>/libs (~/.cache/tidewatch)
@@ -32,6 +35,10 @@ logfile="$state/kafka.log"
 bootstrap="127.0.0.1:$port"
 java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 jvm_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true)
+jmx_port="${TIDEWATCH_KAFKA_JMX_PORT:-5556}"
+jmx_version="${TIDEWATCH_JMX_EXPORTER_VERSION:-1.0.1}"
+agent_dir="${TIDEWATCH_CACHE:-$HOME/.cache/tidewatch}/jmx-exporter-$jmx_version"
+agent_jar="$agent_dir/jmx_prometheus_javaagent-$jmx_version.jar"
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 say() { echo "kafka.sh: $*"; }
@@ -39,6 +46,7 @@ say() { echo "kafka.sh: $*"; }
 source "$here/service-lib.sh"
 
 [[ "$port" =~ ^[0-9]+$ && "$controller_port" =~ ^[0-9]+$ ]] || die "ports must be numbers"
+[[ "$jmx_port" = off || "$jmx_port" =~ ^[0-9]+$ ]] || die "TIDEWATCH_KAFKA_JMX_PORT must be a port number or off"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -66,6 +74,32 @@ ensure_jars() {
   [ -d "$libs" ] && mv "$libs" "$libs.old"
   mv "$libs.new" "$libs"
   rm -rf "$libs.old"
+}
+
+# Fetches the JMX exporter agent once, into a directory of its own (not the broker's
+# class path); the marker holds the pom's checksum, as for the Kafka jars.
+ensure_agent() {
+  [ "$jmx_port" = off ] && return 0
+  local want
+  want="$jmx_version $(sha256sum "$here/kafka/jmx-exporter-pom.xml" | cut -d' ' -f1)"
+  [ -f "$agent_jar" ] && [ "$(cat "$agent_dir/.complete" 2>/dev/null)" = "$want" ] && return 0
+  command -v mvn >/dev/null || die "mvn is required (Debian: apt-get install -y maven)"
+  say "fetching the Prometheus JMX exporter agent $jmx_version from Maven Central into $agent_dir ..."
+  rm -rf "$agent_dir.new"; mkdir -p "$agent_dir.new"
+  mvn -q -B -Dstyle.color=never -f "$here/kafka/jmx-exporter-pom.xml" -Djmx.exporter.version="$jmx_version" \
+      dependency:copy-dependencies -DincludeScope=runtime -DexcludeTransitive=true -DoutputDirectory="$agent_dir.new" \
+      >"$agent_dir.mvn.log" 2>&1 \
+    || { tail -n 30 "$agent_dir.mvn.log" >&2; die "mvn could not fetch the JMX exporter agent (is Maven Central reachable?)"; }
+  [ -f "$agent_dir.new/${agent_jar##*/}" ] || die "mvn fetched no ${agent_jar##*/} (log: $agent_dir.mvn.log)"
+  echo "$want" >"$agent_dir.new/.complete"
+  rm -rf "$agent_dir"
+  mv "$agent_dir.new" "$agent_dir"
+}
+
+# The broker's JVM option loading the exporter agent (nothing when it is off).
+agent_opts() {
+  [ "$jmx_port" = off ] && return 0
+  echo "-javaagent:$agent_jar=127.0.0.1:$jmx_port:$here/kafka/jmx-exporter.yml"
 }
 
 check_java() {
@@ -119,11 +153,14 @@ random_cluster_id() {
   done
 }
 
+# wait_ready PID [jmx]: until the broker answers (and, with `jmx`, its exporter too: a
+# broker found running may have been started without it).
 wait_ready() {
-  local pid="$1" deadline=$((SECONDS + 120))
+  local pid="$1" need_jmx="${2:-}" deadline=$((SECONDS + 120))
   while [ $SECONDS -lt $deadline ]; do
     kill -0 "$pid" 2>/dev/null || { tail -n 40 "$logfile" >&2; die "the broker exited during start-up (log: $logfile)"; }
-    if grep -q "Kafka Server started" "$logfile" 2>/dev/null && port_open "$port"; then
+    if grep -q "Kafka Server started" "$logfile" 2>/dev/null && port_open "$port" \
+        && { [ -z "$need_jmx" ] || [ "$jmx_port" = off ] || port_open "$jmx_port"; }; then
       return 0
     fi
     sleep 0.25
@@ -132,11 +169,20 @@ wait_ready() {
   die "the broker did not become ready within 120 s (log: $logfile; it is still running, pid $pid)"
 }
 
+metrics_hint() {
+  if [ "$jmx_port" != off ] && port_open "$jmx_port"; then
+    echo "broker metrics (JMX exporter): http://127.0.0.1:$jmx_port/metrics"
+  elif [ "$jmx_port" != off ]; then
+    echo "broker metrics: none on port $jmx_port (this broker was started without the JMX exporter; restart it)"
+  fi
+}
+
 usage_hint() {
   local env=""
   [ -n "${TIDEWATCH_KAFKA_PORT:-}" ] && env+="TIDEWATCH_KAFKA_PORT=$port "
   [ -n "${TIDEWATCH_STATE_DIR:-}" ] && env+="TIDEWATCH_STATE_DIR=$TIDEWATCH_STATE_DIR "
   echo "bootstrap servers: $bootstrap"
+  metrics_hint
   echo "stop it with: $env$0 stop"
 }
 
@@ -151,8 +197,12 @@ start() {
   fi
   port_open "$port" && die "port $port is in use by another process; set TIDEWATCH_KAFKA_PORT"
   port_open "$controller_port" && die "port $controller_port is in use by another process; set TIDEWATCH_KAFKA_CONTROLLER_PORT"
+  if [ "$jmx_port" != off ] && port_open "$jmx_port"; then
+    die "port $jmx_port is in use by another process; set TIDEWATCH_KAFKA_JMX_PORT (or off)"
+  fi
   check_java
   ensure_jars
+  ensure_agent
   started=$SECONDS
   if [ "${TIDEWATCH_KAFKA_KEEP_DATA:-0}" = 1 ] && [ -f "$state/data/meta.properties" ]; then
     say "restarting on the existing data in $state"
@@ -166,11 +216,13 @@ start() {
   fi
   # The broker logs to stdout (see kafka/log4j2.properties), which goes to the log file;
   # it must not inherit the lock's descriptor (9).
-  nohup "$java" "${jvm_opts[@]}" -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
+  local agent=()
+  [ "$jmx_port" = off ] || agent=("$(agent_opts)")
+  nohup "$java" "${jvm_opts[@]}" ${agent[@]+"${agent[@]}"} -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
     -cp "$libs/*" kafka.Kafka "$props" >"$logfile" 2>&1 </dev/null 9>&- &
   pid=$!
   echo "$pid" >"$pidfile"
-  wait_ready "$pid"
+  wait_ready "$pid" jmx
   say "Apache Kafka $version ready in $((SECONDS - started)) s (pid $pid, data in $state)"
   usage_hint
 }
@@ -192,6 +244,7 @@ case "${1:-}" in
   status)
     if broker_pid >/dev/null && port_open "$port"; then
       echo "bootstrap servers: $bootstrap"
+      metrics_hint
     else
       say "not running"; exit 1
     fi ;;

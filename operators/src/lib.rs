@@ -9,3 +9,4 @@ pub mod stats;
 pub mod value_rules;
 pub mod alerts;
 pub mod observers;
+pub mod profile;

@@ -2,6 +2,8 @@
 //! to explicit partitions, readers of whole topics and of committed offsets, and the
 //! connection to the real broker started by `scripts/kafka.sh`.
 
+pub mod exposition;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

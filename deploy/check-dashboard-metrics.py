@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
 """Check that the PromQL of the Grafana dashboards and of the Prometheus rules names
-only series that tidewatch really serves.
+only series that tidewatch and the Kafka broker's JMX exporter really serve.
 
-    python3 deploy/check-dashboard-metrics.py SCRAPE_FILE [--dashboard JSON ...] [--rules YML ...]
+    python3 deploy/check-dashboard-metrics.py SCRAPE_FILE [SCRAPE_FILE ...] [--dashboard JSON ...] [--rules YML ...]
 
-SCRAPE_FILE is the text of a scrape of tidewatch's /metrics, for example
+Each SCRAPE_FILE is the text of a scrape: of tidewatch's /metrics, for example
     curl -s 127.0.0.1:19464/metrics > /tmp/scrape.txt
-taken while `tidewatch demo --metrics-addr 127.0.0.1:19464 ...` runs and after its first
-window has closed (the lag and status gauges appear then).
+taken while `tidewatch run --metrics-addr 127.0.0.1:19464 ...` runs and after its first
+window has closed (the lag and status gauges appear then), and of the broker's JMX
+exporter (scripts/kafka.sh runs it on 127.0.0.1:5556), for the "Kafka broker" dashboard:
+    curl -s 127.0.0.1:5556/metrics > /tmp/kafka-scrape.txt
+The test tests/tests/dashboards_real.rs takes both scrapes and runs this check.
 
-Every metric name found in an expression must be a sample name of the scrape, or one of
-the series Prometheus adds itself for each target (`up`, `scrape_*`). Every label name
-used in a matcher or in by/without/on/ignoring/group_left/group_right must be a label of
-the scrape, or a target label Prometheus attaches (`job`, `instance`).
-Exits 1 on any unknown name, or when no expression or no scraped series was found.
+Every metric name found in an expression (and in a `label_values(...)` variable query)
+must be a sample name of one of the scrapes, or one of the series Prometheus adds itself
+for each target (`up`, `scrape_*`). Every label name used in a matcher or in
+by/without/on/ignoring/group_left/group_right must be a label of a scrape, or a target
+label Prometheus attaches (`job`, `instance`).
+Exits 1 on any unknown name, or when no expression or no tidewatch series was found.
 
 Standard library only; PyYAML is used for the rules when it is installed, otherwise a
 small reader of the `expr:` entries (plain, quoted or block scalars) is.
@@ -87,10 +91,17 @@ def promql_names(expr):
 
 
 def dashboard_exprs(path):
-    """The PromQL expressions of a Grafana dashboard: every "expr" string, anywhere."""
+    """The PromQL expressions of a Grafana dashboard: every "expr" string, anywhere, and
+    the queries of its `label_values(selector, label)` variables (as `sum by (label) (selector)`)."""
     with open(path, encoding="utf-8") as f:
         doc = json.load(f)
     found = []
+    for var in (doc.get("templating") or {}).get("list", []):
+        query = var.get("query")
+        query = query.get("query") if isinstance(query, dict) else query
+        m = re.match(r"\s*label_values\((.*),\s*(" + LABEL + r")\s*\)\s*$", query or "")
+        if m:
+            found.append((f"variable {var.get('name')}", f"sum by ({m.group(2)}) ({m.group(1)})"))
 
     def walk(node, where):
         if isinstance(node, dict):
@@ -160,14 +171,22 @@ def _rules_exprs_plain(text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("scrape", help="a scrape of tidewatch's /metrics (text)")
+    ap.add_argument("scrape", nargs="+", help="scrapes (text): tidewatch's /metrics, the broker's JMX exporter")
     ap.add_argument("--dashboard", action="append", help="Grafana dashboard JSON (default: deploy/grafana/dashboards/*.json)")
     ap.add_argument("--rules", action="append", help="Prometheus rules file (default: deploy/prometheus/tidewatch-rules.yml)")
     args = ap.parse_args()
 
-    scraped, scraped_labels = read_scrape(args.scrape)
+    scraped, scraped_labels = set(), set()
+    for path in args.scrape:
+        names, labels = read_scrape(path)
+        if not names:
+            print(f"FAIL: no series in {path}")
+            return 1
+        scraped |= names
+        scraped_labels |= labels
+    scrapes = " ".join(args.scrape)
     if not any(n.startswith("tidewatch_") for n in scraped):
-        print(f"FAIL: no tidewatch_ series in {args.scrape}")
+        print(f"FAIL: no tidewatch_ series in {scrapes}")
         return 1
     known = scraped | TARGET_SERIES
     known_labels = scraped_labels | TARGET_LABELS
@@ -201,13 +220,15 @@ def main():
     extra = sorted(used & TARGET_SERIES - scraped)
     if extra:
         print(f"  of which added by Prometheus per target, not served by tidewatch: {', '.join(extra)}")
-    unused = sorted(n for n in scraped if n.startswith("tidewatch_") and n not in used)
+    unused = sorted(n for n in scraped if n.startswith(("tidewatch_", "kafka_")) and n not in used)
     if unused:
         print(f"served but used nowhere: {', '.join(unused)}")
     if failures:
+        if any(n.startswith("kafka_") for n in used) and not any(n.startswith("kafka_") for n in scraped):
+            print("hint: the Kafka broker dashboard needs a scrape of the broker's JMX exporter too")
         print(f"FAIL: {failures} problem(s) in {total} expressions")
         return 1
-    print(f"OK: {total} expressions name only series and labels of {args.scrape}")
+    print(f"OK: {total} expressions name only series and labels of {scrapes}")
     return 0
 
 

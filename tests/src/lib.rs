@@ -3,6 +3,7 @@
 //! connection to the real broker started by `scripts/kafka.sh`.
 
 pub mod exposition;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

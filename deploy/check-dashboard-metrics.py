@@ -31,7 +31,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DASHBOARDS = sorted(glob.glob(os.path.join(HERE, "grafana", "dashboards", "*.json")))
-DEFAULT_RULES = [os.path.join(HERE, "prometheus", "tidewatch-rules.yml")]
+DEFAULT_RULES = [os.path.join(HERE, "prometheus", name) for name in ("tidewatch-rules.yml", "kafka-rules.yml")]
 
 # Series and labels Prometheus itself adds for every scraped target.
 TARGET_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped",
@@ -173,7 +173,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("scrape", nargs="+", help="scrapes (text): tidewatch's /metrics, the broker's JMX exporter")
     ap.add_argument("--dashboard", action="append", help="Grafana dashboard JSON (default: deploy/grafana/dashboards/*.json)")
-    ap.add_argument("--rules", action="append", help="Prometheus rules file (default: deploy/prometheus/tidewatch-rules.yml)")
+    ap.add_argument("--rules", action="append", help="Prometheus rules file (default: deploy/prometheus/tidewatch-rules.yml and kafka-rules.yml)")
     args = ap.parse_args()
 
     scraped, scraped_labels = set(), set()

@@ -30,8 +30,8 @@ run() {
   fi
 }
 run promtool check config deploy/prometheus/prometheus.yml
-run promtool check rules deploy/prometheus/tidewatch-rules.yml
-run promtool test rules deploy/prometheus/tidewatch-rules.test.yml
+run promtool check rules deploy/prometheus/tidewatch-rules.yml deploy/prometheus/kafka-rules.yml
+run promtool test rules deploy/prometheus/tidewatch-rules.test.yml deploy/prometheus/kafka-rules.test.yml
 
 if [ "$status" -eq 0 ]; then
   echo "check.sh: all Prometheus checks passed"

@@ -127,6 +127,8 @@ fn dashboards_and_rules_name_only_series_of_real_scrapes() -> anyhow::Result<()>
         "tidewatch-observer.json",
         "tidewatch-job.json",
         "kafka-broker.json",
+        "tidewatch-rules.yml",
+        "kafka-rules.yml",
     ] {
         ensure!(
             report.contains(dashboard),

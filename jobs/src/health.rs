@@ -101,13 +101,15 @@ impl ClientStatsCollector {
 
 type Snapshots = [(ClientKey, Arc<ClientSnapshot>)];
 
-/// The series of a per-client figure.
+/// The series of a per-client figure, for the clients `only` accepts.
 fn per_client<T>(
     clients: &Snapshots,
+    only: impl Fn(ClientRole) -> bool,
     mut value: impl FnMut(&ClientSnapshot) -> T,
 ) -> Vec<(Labels, T)> {
     clients
         .iter()
+        .filter(|(key, _)| only(key.role))
         .map(|(key, snap)| (client_labels(key), value(snap)))
         .collect()
 }
@@ -178,6 +180,7 @@ impl Collector for ClientStatsCollector {
         let e = &mut e;
         let any = |_: ClientRole| true;
         let producers = |r: ClientRole| r == ClientRole::Producer;
+        let consumers = |r: ClientRole| r == ClientRole::Consumer;
         use ClientRole::{Consumer, Producer};
 
         counters(
@@ -198,73 +201,73 @@ impl Collector for ClientStatsCollector {
             e,
             "tidewatch_rdkafka_client_age_seconds",
             "Time since the librdkafka client was created",
-            per_client(&c, |s| s.age_seconds),
+            per_client(&c, any, |s| s.age_seconds),
         )?;
         gauges(
             e,
             "tidewatch_rdkafka_replyq",
             "Events waiting in the client's queue to be served by poll()",
-            per_client(&c, |s| s.replyq as f64),
+            per_client(&c, any, |s| s.replyq as f64),
         )?;
         gauges(
             e,
             "tidewatch_rdkafka_msg_count",
             "Messages in the producer's queues (librdkafka msg_cnt)",
-            per_client(&c, |s| s.msg_count as f64),
+            per_client(&c, producers, |s| s.msg_count as f64),
         )?;
         gauges(
             e,
             "tidewatch_rdkafka_msg_bytes",
             "Bytes of the messages in the producer's queues (librdkafka msg_size)",
-            per_client(&c, |s| s.msg_bytes as f64),
+            per_client(&c, producers, |s| s.msg_bytes as f64),
         )?;
         counters(
             e,
             "tidewatch_rdkafka_tx_requests",
             "Requests sent to all brokers",
-            per_client(&c, |s| non_negative(s.tx_requests)),
+            per_client(&c, any, |s| non_negative(s.tx_requests)),
         )?;
         counters(
             e,
             "tidewatch_rdkafka_tx_bytes",
             "Bytes sent to all brokers",
-            per_client(&c, |s| non_negative(s.tx_bytes)),
+            per_client(&c, any, |s| non_negative(s.tx_bytes)),
         )?;
         counters(
             e,
             "tidewatch_rdkafka_rx_responses",
             "Responses received from all brokers",
-            per_client(&c, |s| non_negative(s.rx_responses)),
+            per_client(&c, any, |s| non_negative(s.rx_responses)),
         )?;
         counters(
             e,
             "tidewatch_rdkafka_rx_bytes",
             "Bytes received from all brokers",
-            per_client(&c, |s| non_negative(s.rx_bytes)),
+            per_client(&c, any, |s| non_negative(s.rx_bytes)),
         )?;
         counters(
             e,
             "tidewatch_rdkafka_tx_messages",
             "Messages sent to brokers (librdkafka txmsgs)",
-            per_client(&c, |s| non_negative(s.tx_messages)),
+            per_client(&c, producers, |s| non_negative(s.tx_messages)),
         )?;
         counters(
             e,
             "tidewatch_rdkafka_tx_message_bytes",
             "Bytes of the messages sent to brokers",
-            per_client(&c, |s| non_negative(s.tx_message_bytes)),
+            per_client(&c, producers, |s| non_negative(s.tx_message_bytes)),
         )?;
         counters(
             e,
             "tidewatch_rdkafka_rx_messages",
             "Messages received from brokers (librdkafka rxmsgs)",
-            per_client(&c, |s| non_negative(s.rx_messages)),
+            per_client(&c, consumers, |s| non_negative(s.rx_messages)),
         )?;
         counters(
             e,
             "tidewatch_rdkafka_rx_message_bytes",
             "Bytes of the messages received from brokers",
-            per_client(&c, |s| non_negative(s.rx_message_bytes)),
+            per_client(&c, consumers, |s| non_negative(s.rx_message_bytes)),
         )?;
 
         // Per broker.

@@ -18,6 +18,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tidewatch_engine::Record;
 
+pub mod faults;
+
 /// The bootstrap servers of the real broker: `TIDEWATCH_KAFKA` or the script's default.
 pub fn real_brokers() -> String {
     std::env::var("TIDEWATCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())

@@ -1,4 +1,9 @@
-//! Shared pieces of the benchmarks: timing, medians and result files.
+//! Shared pieces of the benchmarks: timing, medians, result files, the contenders, a
+//! process-group watcher and SVG plots.
+
+pub mod contenders;
+pub mod procwatch;
+pub mod svg;
 
 use std::path::{Path, PathBuf};
 
@@ -62,5 +67,19 @@ pub fn write_results<R: Serialize>(name: &str, report: &R, table: &str) -> std::
     std::fs::write(dir.join(format!("{name}.json")), json)?;
     std::fs::write(dir.join(format!("{name}.md")), table)?;
     tracing::info!(path = %dir.join(format!("{name}.md")).display(), "wrote results");
+    Ok(())
+}
+
+/// Deletes benchmark topics (a 1 M-record topic holds ~0.4 GB on the shared broker).
+pub fn delete_topics(brokers: &str, topics: &[&str]) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::config::ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(30)));
+    for result in futures_executor::block_on(admin.delete_topics(topics, &options))? {
+        if let Err((topic, code)) = result {
+            anyhow::bail!("deleting topic {topic}: {code}");
+        }
+    }
     Ok(())
 }

@@ -4,7 +4,9 @@
 # flushed, and prints one JSON line on stdout: {"records":N,"seconds":S}.
 #
 #   bench/peers/kafka-streams/run.sh BOOTSTRAP INPUT OUTPUT THREADS EXPECT
+#   bench/peers/kafka-streams/run.sh --prepare     # only build the jar (cached)
 #
+# A line {"event":"start"} on stdout, before the result, marks the start of the timed span.
 # The jar is built once with Maven (Java 17, jars from Maven Central) into
 # $TIDEWATCH_CACHE/peers/kafka-streams (~/.cache/tidewatch/...) and rebuilt when pom.xml
 # or anything under src/ changes. Build output and logs go to stderr only.
@@ -19,8 +21,6 @@ java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
 die() { echo "kafka-streams peer: $*" >&2; exit 2; }
 
-[ $# -eq 5 ] || die "usage: $0 BOOTSTRAP INPUT OUTPUT THREADS EXPECT"
-bootstrap="$1" input="$2" output="$3" threads="$4" expect="$5"
 
 # What the jar is built from: the pom and every file under src/, in a stable order.
 source_hash() {
@@ -48,6 +48,12 @@ flock 9
 ensure_jar
 flock -u 9
 exec 9>&-
+
+if [ "${1:-}" = "--prepare" ]; then
+  exit 0
+fi
+[ $# -eq 5 ] || die "usage: $0 BOOTSTRAP INPUT OUTPUT THREADS EXPECT  |  $0 --prepare"
+bootstrap="$1" input="$2" output="$3" threads="$4" expect="$5"
 
 exec "$java" -Xmx1g -jar "$jar" \
   --bootstrap "$bootstrap" --input "$input" --output "$output" --threads "$threads" --expect "$expect"

@@ -3,7 +3,9 @@
 //! without the observers (quality, lag, stats windows, alerts), and the Kafka Streams
 //! peer (`bench/peers/kafka-streams`, 1 and 2 threads), on the same broker and the same
 //! generated visits, interleaved in one run. Prints medians and ratios and
-//! writes `bench/results/passthrough.{json,md}`.
+//! writes `bench/results/passthrough.{json,md}`. Everything runs in this process; the
+//! suite (`--bin suite`) measures the same contenders as separate processes, with CPU,
+//! peak RSS, Spark and latency.
 //!
 //! ```text
 //! scripts/kafka.sh start
@@ -13,25 +15,14 @@
 #![allow(clippy::print_stdout)] // the result table is the program's output
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use clap::Parser;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
+use tidewatch_bench::contenders::{bare_loop, kafka_streams, make_records, tidewatch};
 use tidewatch_bench::{cpu_seconds, median, write_results, Machine};
-use tidewatch_engine::{run_job, Cluster, JobConfig, JobControl, KafkaConfig, NoObservers, Record};
-use tidewatch_jobs::config::FileConfig;
-use tidewatch_jobs::observer::run_observed;
-use tidewatch_jobs::outputs::OutputConfig;
-use tidewatch_jobs::visits::{GeneratorConfig, VisitGenerator};
-use tidewatch_operators::observers::ObserveConfig;
+use tidewatch_engine::Record;
 use tidewatch_tests::{create_topics, produce, require_broker, unique_topic};
 
 #[derive(Debug, Parser)]
@@ -118,7 +109,7 @@ fn main() -> anyhow::Result<()> {
             let start = Instant::now();
             let mut peer_seconds = None;
             let copied = match name {
-                "bare rdkafka loop" => bare_loop(&args.brokers, &input, &output, args.partitions)?,
+                "bare rdkafka loop" => bare_loop(&args.brokers, &input, &output, args.partitions, 1, None)?,
                 _ if name.starts_with("Kafka Streams") => {
                     let threads = if name.ends_with("2 threads") { 2 } else { 1 };
                     let (records, seconds) = kafka_streams(&args.brokers, &input, &output, threads, args.records)?;
@@ -127,7 +118,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 _ => {
                     let workers = if name.ends_with("2 workers") { 2 } else { 1 };
-                    tidewatch(&args.brokers, &input, &output, workers, name.contains("observers"))?
+                    tidewatch(&args.brokers, &input, &output, workers, name.contains("observers"), true)?
                 }
             };
             // The peer times itself from its start to its close (JVM start-up excluded); its CPU
@@ -192,116 +183,4 @@ fn markdown(report: &Report) -> String {
     }
     out.push_str("\nKafka Streams times itself from the start of its streams to the end of close (JVM start-up excluded); tidewatch's time includes its partition plan and client creation.\n");
     out
-}
-
-/// Reference-shaped visits (the default fault mix: 10 % with nulled fields), spread evenly.
-fn make_records(n: usize, partitions: i32) -> Vec<Record> {
-    let config = GeneratorConfig { seed: 1, partitions: partitions.unsigned_abs(), partition_weights: vec![1; partitions.unsigned_abs() as usize], ..GeneratorConfig::default() };
-    VisitGenerator::new(config)
-        .take(n)
-        .map(|g| Record { partition: g.partition, offset: -1, timestamp: Some(g.timestamp_ms), key: g.key.map(Into::into), value: g.value.map(Into::into), headers: Vec::new() })
-        .collect()
-}
-
-fn tidewatch(brokers: &str, input: &str, output: &str, workers: usize, observers: bool) -> anyhow::Result<u64> {
-    let job = JobConfig {
-        input_topic: input.to_owned(),
-        output_topic: output.to_owned(),
-        group_id: unique_topic("bench-group"),
-        until_end: true,
-        ..JobConfig::default()
-    };
-    let mut kafka = KafkaConfig::default();
-    kafka.set("bootstrap.servers", brokers);
-    let cluster = Cluster { workers, ..Cluster::default() };
-    let summary = if observers {
-        let dir = tempfile::tempdir()?;
-        let file = FileConfig {
-            job,
-            kafka,
-            observe: ObserveConfig::default(),
-            output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
-            opensearch: Default::default(),
-        };
-        run_observed(file, &cluster, JobControl::new())?
-    } else {
-        run_job(job, kafka, &cluster, JobControl::new(), NoObservers)?
-    };
-    Ok(summary.records_delivered)
-}
-
-/// The Kafka Streams peer (`bench/peers/kafka-streams/run.sh`): records copied and its own seconds.
-fn kafka_streams(brokers: &str, input: &str, output: &str, threads: usize, expect: usize) -> anyhow::Result<(u64, f64)> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/kafka-streams/run.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .args([brokers, input, output, &threads.to_string(), &expect.to_string()])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running the Kafka Streams peer")?;
-    if !out.status.success() {
-        bail!("the Kafka Streams peer failed: {}", out.status);
-    }
-    let line = String::from_utf8_lossy(&out.stdout);
-    let result: serde_json::Value = serde_json::from_str(line.trim().lines().last().unwrap_or_default()).context("the peer's JSON line")?;
-    Ok((result["records"].as_u64().unwrap_or(0), result["seconds"].as_f64().unwrap_or(f64::NAN)))
-}
-
-/// The practical limit: one thread, one consumer, one producer, no dataflow.
-fn bare_loop(brokers: &str, input: &str, output: &str, partitions: i32) -> anyhow::Result<u64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique_topic("bench-bare"))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(input, p, Duration::from_secs(10))?;
-        tpl.add_partition_offset(input, p, Offset::Offset(low))?;
-        ends.insert(p, high);
-    }
-    consumer.assign(&tpl)?;
-    let mut next: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
-    let mut copied = 0u64;
-    while next.iter().any(|(p, n)| *n < ends[p]) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                next.insert(m.partition(), m.offset() + 1);
-                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(output).partition(m.partition());
-                if let Some(k) = m.key() {
-                    record = record.key(k);
-                }
-                if let Some(v) = m.payload() {
-                    record = record.payload(v);
-                }
-                if let Some(ts) = m.timestamp().to_millis() {
-                    record = record.timestamp(ts);
-                }
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                            record = r;
-                            producer.poll(Duration::from_millis(1));
-                        }
-                        Err((e, _)) => return Err(e).context("bare loop produce"),
-                    }
-                }
-                copied += 1;
-                producer.poll(Duration::ZERO);
-            }
-            Some(Err(e)) => bail!("bare loop consume: {e}"),
-            None => {}
-        }
-    }
-    producer.flush(Duration::from_secs(60))?;
-    Ok(copied)
 }

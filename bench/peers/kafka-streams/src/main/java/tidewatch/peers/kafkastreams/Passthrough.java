@@ -43,7 +43,8 @@ import org.apache.kafka.streams.processor.api.RecordMetadata;
  *
  * <p>When {@code --expect} records have been forwarded to the sink, the instance is
  * closed (a clean close flushes the producer and commits the offsets) and one JSON line
- * goes to stdout: {@code {"records":N,"seconds":S}}, S measured from just before
+ * goes to stdout: {@code {"records":N,"seconds":S}} (after a line {@code {"event":"start"}}
+ * printed just before the timed span begins), S measured from just before
  * {@code KafkaStreams.start()} to the return of {@code close()}. Everything else goes to
  * stderr, including one line with the phases (first RUNNING, N forwarded, closed) and the
  * process CPU time over the same span. Exit status 0 on success, 1 on a stream error or timeout, 2 on bad arguments.
@@ -163,6 +164,9 @@ public final class Passthrough {
             }
         });
 
+        // Marks the start of the timed span for a watcher of this process (bench suite).
+        System.out.println("{\"event\":\"start\"}");
+        System.out.flush();
         long cpuStart = processCpuNanos();
         long start = System.nanoTime();
         streams.start();

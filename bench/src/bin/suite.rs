@@ -1,0 +1,827 @@
+//! The benchmark suite: throughput and latency of tidewatch beside a bare rdkafka loop,
+//! Kafka Streams and Spark, on the same broker and the same generated visits, in one run.
+//!
+//! ```text
+//! cargo run --release -p tidewatch-bench --bin suite -- [--quick]
+//! ```
+//!
+//! - **Throughput**: every contender copies the same 1 M visits (4 partitions) into a
+//!   fresh topic, as a child process in its own process group, in interleaved rounds:
+//!   records/s and MB/s over the contender's own timed span, CPU seconds per million
+//!   records over that span (the whole process group, from /proc), peak RSS of the group.
+//! - **Latency**: each contender runs continuously while a producer offers a steady rate
+//!   (25 %, 50 %, 75 % of tidewatch passthrough's 1-worker median) into a fresh input
+//!   topic; a measuring consumer reads the output and records consume time − the input
+//!   record's timestamp (joined by partition and offset, as every contender copies in
+//!   order to the same partition of a fresh topic) into an hdrhistogram, after a warm-up.
+//!
+//! Writes `bench/results/suite.{json,md}` and `suite-throughput.svg`, `suite-latency.svg`
+//! (`suite-quick.*` with `--quick`). Starts the broker with `scripts/kafka.sh start` when
+//! none answers, prepares the peers (Maven, PyPI; cached), and shows progress on stderr.
+
+#![allow(clippy::print_stdout)] // the result table and the contender's lines are the program's output
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use tidewatch_bench::contenders::{bare_loop, make_records, peer_script, tidewatch};
+use tidewatch_bench::procwatch::{tail, Outcome, Watched};
+use tidewatch_bench::svg::{self, Bar, Series};
+use tidewatch_bench::{delete_topics, median, results_dir, Machine};
+use tidewatch_engine::Record;
+use tidewatch_jobs::visits::{produce_into, GeneratorConfig, ProduceSettings, VisitGenerator};
+use tidewatch_tests::{create_topics, end_offsets, produce, require_broker, unique_topic};
+
+#[derive(Debug, Parser)]
+#[command(about = "Throughput and latency of tidewatch beside a bare rdkafka loop, Kafka Streams and Spark")]
+struct Args {
+    #[command(subcommand)]
+    contender: Option<Sub>,
+    /// Bootstrap servers of the real broker (started with scripts/kafka.sh when it is the default and down).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Records in the throughput input topic.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: usize,
+    /// Partitions of every input and output topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Throughput rounds; each round runs every contender once, in turn.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Latency: seconds of steady load before measuring.
+    #[arg(long, default_value_t = 5.0)]
+    warmup: f64,
+    /// Latency: seconds of steady load measured.
+    #[arg(long, default_value_t = 20.0)]
+    measure: f64,
+    /// Latency: offered rates in percent of the base rate (tidewatch passthrough, 1 worker).
+    #[arg(long, value_delimiter = ',', default_value = "25,50,75")]
+    rates: Vec<f64>,
+    /// Latency: the base rate in records/s (default: measured by the throughput part).
+    #[arg(long)]
+    base_rate: Option<f64>,
+    /// Smoke run (a few minutes): 100 000 records, one round, 2 s + 5 s latency phases at
+    /// 50 % only, Spark's throughput on the small input and no Spark latency.
+    #[arg(long)]
+    quick: bool,
+    /// Leave Spark out.
+    #[arg(long)]
+    no_spark: bool,
+    /// Leave the throughput part out (needs --base-rate for the latency part).
+    #[arg(long)]
+    no_throughput: bool,
+    /// Leave the latency part out.
+    #[arg(long)]
+    no_latency: bool,
+    /// Run only the contenders whose name contains one of these comma-separated parts.
+    #[arg(long)]
+    only: Option<String>,
+    /// Name of the result files in bench/results/ [default: suite, or suite-quick].
+    #[arg(long)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Runs one librdkafka contender in this process (the suite starts it as a child).
+    #[command(hide = true)]
+    Contender(ContenderArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ContenderArgs {
+    /// bare, passthrough or observers.
+    #[arg(long)]
+    kind: String,
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    #[arg(long)]
+    brokers: String,
+    #[arg(long)]
+    input: String,
+    #[arg(long)]
+    output: String,
+    #[arg(long)]
+    partitions: i32,
+    /// Run until ended rather than until the input's end.
+    #[arg(long)]
+    continuous: bool,
+}
+
+/// What a contender is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    Bare,
+    Passthrough,
+    Observers,
+    KafkaStreams,
+    Spark,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Spec {
+    name: &'static str,
+    kind: Kind,
+    workers: usize,
+}
+
+const SPECS: &[Spec] = &[
+    Spec { name: "bare rdkafka loop, 1 thread", kind: Kind::Bare, workers: 1 },
+    Spec { name: "bare rdkafka loop, 2 threads", kind: Kind::Bare, workers: 2 },
+    Spec { name: "tidewatch passthrough, 1 worker", kind: Kind::Passthrough, workers: 1 },
+    Spec { name: "tidewatch passthrough, 2 workers", kind: Kind::Passthrough, workers: 2 },
+    Spec { name: "tidewatch + observers, 1 worker", kind: Kind::Observers, workers: 1 },
+    Spec { name: "tidewatch + observers, 2 workers", kind: Kind::Observers, workers: 2 },
+    Spec { name: "Kafka Streams, 1 thread", kind: Kind::KafkaStreams, workers: 1 },
+    Spec { name: "Kafka Streams, 2 threads", kind: Kind::KafkaStreams, workers: 2 },
+    Spec { name: "Spark, local[2]", kind: Kind::Spark, workers: 2 },
+];
+
+/// The contenders of the latency part (one thread or worker each; Spark as local[2]).
+const LATENCY_SPECS: &[&str] =
+    &["bare rdkafka loop, 1 thread", "tidewatch passthrough, 1 worker", "tidewatch + observers, 1 worker", "Kafka Streams, 1 thread", "Spark, local[2]"];
+
+/// The measuring consumer's and the load producer's librdkafka settings.
+const LOAD_PRODUCER_LINGER_MS: &str = "1";
+const MEASURE_FETCH_WAIT_MS: &str = "10";
+
+#[derive(Debug, Serialize)]
+struct Throughput {
+    name: String,
+    kind: Kind,
+    workers: usize,
+    records_per_s: Vec<f64>,
+    median_records_per_s: f64,
+    median_mb_per_s: f64,
+    /// CPU seconds of the contender's process group over its timed span, per million records.
+    median_cpu_s_per_million: f64,
+    /// The same over the whole process life (start-up included).
+    median_cpu_total_s_per_million: f64,
+    median_peak_rss_mb: f64,
+    ratio_to_bare_1_thread: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Latency {
+    name: String,
+    percent_of_base: f64,
+    offered_per_s: f64,
+    /// Records the producer got acknowledged per second over the load phase.
+    produced_per_s: f64,
+    samples: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+    /// Records of the measured window not in the output when the drain ended.
+    undelivered: u64,
+    /// Share of output records whose own timestamp equals the input record's.
+    timestamp_kept: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Goal {
+    goal: String,
+    measured: String,
+    met: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    benchmark: &'static str,
+    started_utc: String,
+    quick: bool,
+    machine: Machine,
+    machine_note: &'static str,
+    records: usize,
+    value_bytes: usize,
+    partitions: i32,
+    rounds: usize,
+    throughput: Vec<Throughput>,
+    latency_base: String,
+    latency_base_per_s: f64,
+    latency_warmup_s: f64,
+    latency_measure_s: f64,
+    latency_settings: &'static str,
+    latency: Vec<Latency>,
+    goals: Vec<Goal>,
+}
+
+const MACHINE_NOTE: &str = "shared: other engineers compiled and tested on the same 2 vCPUs during the run; the broker runs on the same machine";
+const LATENCY_SETTINGS: &str = "every contender's producer: linger.ms 5 (librdkafka contenders and Kafka Streams as configured; Spark via kafka.linger.ms), 1 MB batches, idempotent, acks=all; load producer: librdkafka, linger.ms 1; measuring consumer: librdkafka, fetch.wait.max.ms 10";
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
+    let mut args = Args::parse();
+    if let Some(Sub::Contender(c)) = args.contender.take() {
+        return run_contender(&c);
+    }
+    if args.quick {
+        args.records = args.records.min(100_000);
+        args.rounds = 1;
+        args.warmup = args.warmup.min(2.0);
+        args.measure = args.measure.min(5.0);
+        if args.rates == [25.0, 50.0, 75.0] {
+            args.rates = vec![50.0];
+        }
+    }
+    let name = args.name.clone().unwrap_or_else(|| if args.quick { "suite-quick".to_owned() } else { "suite".to_owned() });
+    let progress = Progress::new();
+    ensure_broker(&args.brokers, &progress)?;
+    let specs: Vec<Spec> = SPECS
+        .iter()
+        .copied()
+        .filter(|s| !(args.no_spark && s.kind == Kind::Spark))
+        .filter(|s| args.only.as_ref().is_none_or(|o| o.split(',').any(|part| s.name.contains(part.trim()))))
+        .collect();
+    if specs.is_empty() {
+        bail!("no contender left (--only, --no-spark)");
+    }
+    prepare_peers(&specs, &progress)?;
+
+    let started_utc = utc_now();
+    let mut report = Report {
+        benchmark: "suite",
+        started_utc,
+        quick: args.quick,
+        machine: Machine::current(),
+        machine_note: MACHINE_NOTE,
+        records: args.records,
+        value_bytes: 0,
+        partitions: args.partitions,
+        rounds: args.rounds,
+        throughput: Vec::new(),
+        latency_base: String::new(),
+        latency_base_per_s: f64::NAN,
+        latency_warmup_s: args.warmup,
+        latency_measure_s: args.measure,
+        latency_settings: LATENCY_SETTINGS,
+        latency: Vec::new(),
+        goals: Vec::new(),
+    };
+    if !args.no_throughput {
+        let (throughput, value_bytes) = throughput_part(&args, &specs, &progress)?;
+        report.throughput = throughput;
+        report.value_bytes = value_bytes;
+    }
+    if !args.no_latency {
+        let base = match args.base_rate {
+            Some(rate) => (format!("--base-rate {rate}"), rate),
+            None => {
+                let Some(t) = report.throughput.iter().find(|t| t.name == "tidewatch passthrough, 1 worker") else {
+                    bail!("the latency part needs tidewatch passthrough, 1 worker in the throughput part, or --base-rate");
+                };
+                ("median throughput of tidewatch passthrough, 1 worker".to_owned(), t.median_records_per_s)
+            }
+        };
+        report.latency_base = base.0;
+        report.latency_base_per_s = base.1;
+        report.latency = latency_part(&args, &specs, base.1, &progress)?;
+    }
+    report.goals = goals(&report);
+    let table = markdown(&report, &name);
+    println!("{table}");
+    write_all(&name, &report, &table)?;
+    progress.say(&format!("wrote bench/results/{name}.json, {name}.md, {name}-throughput.svg, {name}-latency.svg"));
+    Ok(())
+}
+
+// ---------------------------------------------------------------- the contender child
+
+fn run_contender(c: &ContenderArgs) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    println!("{{\"event\":\"start\"}}");
+    let start = Instant::now();
+    let records = match c.kind.as_str() {
+        "bare" => bare_loop(&c.brokers, &c.input, &c.output, c.partitions, c.workers, c.continuous.then_some(&*stop))?,
+        "passthrough" => tidewatch(&c.brokers, &c.input, &c.output, c.workers, false, !c.continuous)?,
+        "observers" => tidewatch(&c.brokers, &c.input, &c.output, c.workers, true, !c.continuous)?,
+        other => bail!("unknown contender kind {other}"),
+    };
+    println!("{{\"records\":{records},\"seconds\":{:.4}}}", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn command(spec: &Spec, brokers: &str, input: &str, output: &str, partitions: i32, expect: Option<usize>) -> anyhow::Result<Command> {
+    Ok(match spec.kind {
+        Kind::Bare | Kind::Passthrough | Kind::Observers => {
+            let kind = match spec.kind {
+                Kind::Bare => "bare",
+                Kind::Passthrough => "passthrough",
+                _ => "observers",
+            };
+            let mut cmd = Command::new(std::env::current_exe()?);
+            cmd.args(["contender", "--kind", kind, "--workers", &spec.workers.to_string(), "--brokers", brokers, "--input", input, "--output", output]);
+            cmd.args(["--partitions", &partitions.to_string()]);
+            if expect.is_none() {
+                cmd.arg("--continuous");
+            }
+            cmd
+        }
+        Kind::KafkaStreams => {
+            let mut cmd = Command::new("bash");
+            let expect = expect.unwrap_or(i64::MAX as usize);
+            cmd.arg(peer_script("kafka-streams")).args([brokers, input, output, &spec.workers.to_string(), &expect.to_string()]);
+            cmd
+        }
+        Kind::Spark => {
+            let mut cmd = Command::new("bash");
+            cmd.arg(peer_script("spark")).args([brokers, input, output, &expect.unwrap_or(0).to_string()]);
+            cmd
+        }
+    })
+}
+
+fn log_path(what: &str) -> PathBuf {
+    let cache = std::env::var_os("TIDEWATCH_CACHE").map_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tidewatch"), PathBuf::from);
+    let slug: String = what.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    cache.join("bench-logs").join(format!("{slug}.log"))
+}
+
+// ---------------------------------------------------------------- preparation
+
+fn ensure_broker(brokers: &str, progress: &Progress) -> anyhow::Result<()> {
+    if require_broker(brokers).is_ok() {
+        progress.say(&format!("broker at {brokers} answers"));
+        return Ok(());
+    }
+    if brokers != "127.0.0.1:9092" {
+        bail!("no broker answers at {brokers}");
+    }
+    progress.say("no broker answers: starting one with scripts/kafka.sh start");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+    let status = Command::new("bash").arg(script).arg("start").status().context("running scripts/kafka.sh start")?;
+    if !status.success() {
+        bail!("scripts/kafka.sh start failed: {status}");
+    }
+    require_broker(brokers)
+}
+
+fn prepare_peers(specs: &[Spec], progress: &Progress) -> anyhow::Result<()> {
+    for (kind, peer) in [(Kind::KafkaStreams, "kafka-streams"), (Kind::Spark, "spark")] {
+        if !specs.iter().any(|s| s.kind == kind) {
+            continue;
+        }
+        progress.say(&format!("preparing the {peer} peer (cached after the first time) ..."));
+        let status = Command::new("bash").arg(peer_script(peer)).arg("--prepare").status().with_context(|| format!("preparing the {peer} peer"))?;
+        if !status.success() {
+            bail!("preparing the {peer} peer failed: {status}");
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- throughput
+
+fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::Result<(Vec<Throughput>, usize)> {
+    let input = unique_topic("suite-in");
+    create_topics(&args.brokers, &[&input], args.partitions)?;
+    progress.say(&format!("throughput: producing {} generated visits to {input} ...", args.records));
+    let records = make_records(args.records, args.partitions);
+    produce(&args.brokers, &input, &records)?;
+    let bytes: usize = records.iter().map(Record::size_bytes).sum();
+    drop(records);
+    let value_bytes = bytes / args.records.max(1);
+
+    let total = args.rounds * specs.len();
+    let mut samples: BTreeMap<&str, Vec<Outcome>> = BTreeMap::new();
+    let mut step = 0;
+    for round in 0..args.rounds {
+        for spec in specs {
+            step += 1;
+            let output = unique_topic("suite-out");
+            create_topics(&args.brokers, &[&output], args.partitions)?;
+            progress.step(step, total, &format!("throughput round {}/{}: {} ...", round + 1, args.rounds, spec.name));
+            let log = log_path(&format!("throughput-{}-{}", spec.name, round + 1));
+            let watched = Watched::spawn(command(spec, &args.brokers, &input, &output, args.partitions, Some(args.records))?, &log)?;
+            let outcome = watched.wait(Duration::from_secs(900)).with_context(|| format!("{} (round {})", spec.name, round + 1));
+            let _ = delete_topics(&args.brokers, &[&output]);
+            let outcome = outcome?;
+            if outcome.records != args.records as u64 {
+                bail!("{} copied {} of {} records (log: {})", spec.name, outcome.records, args.records, log.display());
+            }
+            let rate = outcome.records as f64 / outcome.seconds;
+            progress.say(&format!(
+                "    {:>9.0} records/s  {:>6.1} MB/s  {:>5.2} CPU s/M (span)  {:>5.2} CPU s/M (process)  peak RSS {:>5.0} MB",
+                rate,
+                rate * value_bytes as f64 / 1e6,
+                outcome.cpu_span_s * 1e6 / args.records as f64,
+                outcome.cpu_total_s * 1e6 / args.records as f64,
+                outcome.peak_rss_bytes as f64 / 1e6
+            ));
+            samples.entry(spec.name).or_default().push(outcome);
+        }
+    }
+    let _ = delete_topics(&args.brokers, &[&input]);
+    let m = |name: &str, f: &dyn Fn(&Outcome) -> f64| samples.get(name).map_or(f64::NAN, |s| median(&s.iter().map(f).collect::<Vec<_>>()));
+    let per_m = 1e6 / args.records as f64;
+    let bare = m(SPECS[0].name, &|o| o.records as f64 / o.seconds);
+    let results = specs
+        .iter()
+        .map(|spec| {
+            let rate = m(spec.name, &|o| o.records as f64 / o.seconds);
+            Throughput {
+                name: spec.name.to_owned(),
+                kind: spec.kind,
+                workers: spec.workers,
+                records_per_s: samples[spec.name].iter().map(|o| o.records as f64 / o.seconds).collect(),
+                median_records_per_s: rate,
+                median_mb_per_s: rate * value_bytes as f64 / 1e6,
+                median_cpu_s_per_million: m(spec.name, &|o| o.cpu_span_s) * per_m,
+                median_cpu_total_s_per_million: m(spec.name, &|o| o.cpu_total_s) * per_m,
+                median_peak_rss_mb: m(spec.name, &|o| o.peak_rss_bytes as f64) / 1e6,
+                ratio_to_bare_1_thread: rate / bare,
+            }
+        })
+        .collect();
+    Ok((results, value_bytes))
+}
+
+// ---------------------------------------------------------------- latency
+
+fn latency_part(args: &Args, specs: &[Spec], base: f64, progress: &Progress) -> anyhow::Result<Vec<Latency>> {
+    let chosen: Vec<Spec> = specs
+        .iter()
+        .copied()
+        .filter(|s| LATENCY_SPECS.contains(&s.name))
+        .filter(|s| !(args.quick && s.kind == Kind::Spark))
+        .collect();
+    if args.quick && specs.iter().any(|s| s.kind == Kind::Spark) {
+        progress.say("latency: --quick leaves Spark out of the latency part (its start-up alone takes ~15 s per phase)");
+    }
+    let total = args.rates.len() * chosen.len();
+    let mut results = Vec::new();
+    let mut step = 0;
+    for &percent in &args.rates {
+        let rate = (base * percent / 100.0 / 1000.0).round().max(1.0) * 1000.0;
+        for spec in &chosen {
+            step += 1;
+            progress.step(step, total, &format!("latency at {rate:.0} records/s ({percent:.0} % of {base:.0}): {} ...", spec.name));
+            match latency_phase(args, spec, percent, rate, progress) {
+                Ok(l) => {
+                    progress.say(&format!(
+                        "    p50 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms  ({} samples, {} undelivered, timestamp kept {:.0} %)",
+                        l.p50_ms,
+                        l.p99_ms,
+                        l.p999_ms,
+                        l.max_ms,
+                        l.samples,
+                        l.undelivered,
+                        l.timestamp_kept * 100.0
+                    ));
+                    results.push(l);
+                }
+                Err(e) => progress.say(&format!("    failed: {e:#}")),
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// What the measuring consumer saw per output partition, indexed by offset: (consume
+/// time in µs since the epoch, the output record's timestamp in ms).
+type Seen = Vec<Vec<(u64, i64)>>;
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+fn latency_phase(args: &Args, spec: &Spec, percent: f64, rate: f64, progress: &Progress) -> anyhow::Result<Latency> {
+    let input = unique_topic("suite-lat-in");
+    let output = unique_topic("suite-lat-out");
+    create_topics(&args.brokers, &[&input, &output], args.partitions)?;
+    let result = latency_run(args, spec, percent, rate, &input, &output, progress);
+    let _ = delete_topics(&args.brokers, &[&input, &output]);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn latency_run(args: &Args, spec: &Spec, percent: f64, rate: f64, input: &str, output: &str, progress: &Progress) -> anyhow::Result<Latency> {
+    let partitions = args.partitions;
+    let log = log_path(&format!("latency-{}-{percent}", spec.name));
+    let mut watched = Watched::spawn(command(spec, &args.brokers, input, output, partitions, None)?, &log)?;
+
+    // The measuring consumer, from the start of the output topic.
+    let seen: Arc<Mutex<Seen>> = Arc::new(Mutex::new(vec![Vec::new(); partitions as usize]));
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("group.id", unique_topic("suite-measure"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", MEASURE_FETCH_WAIT_MS)
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(output, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let measurer = {
+        let (seen, count, stop) = (Arc::clone(&seen), Arc::clone(&count), Arc::clone(&stop));
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            while !stop.load(Ordering::Relaxed) {
+                match consumer.poll(Duration::from_millis(50)) {
+                    Some(Ok(m)) => {
+                        let at = now_us();
+                        let mut s = seen.lock().unwrap_or_else(PoisonError::into_inner);
+                        let part = &mut s[m.partition() as usize];
+                        let offset = m.offset() as usize;
+                        if part.len() <= offset {
+                            part.resize(offset + 1, (0, -1));
+                        }
+                        part[offset] = (at, m.timestamp().to_millis().unwrap_or(-1));
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Err(e)) => bail!("measuring consumer: {e}"),
+                    None => {}
+                }
+            }
+            Ok(())
+        })
+    };
+
+    // Ready once one probe record per partition has come through.
+    let probes: Vec<Record> = make_records(partitions as usize, 1)
+        .into_iter()
+        .enumerate()
+        .map(|(p, r)| Record { partition: p as i32, timestamp: None, ..r })
+        .collect();
+    produce(&args.brokers, input, &probes)?;
+    let ready_by = Instant::now() + Duration::from_secs(300);
+    while count.load(Ordering::Relaxed) < partitions as u64 {
+        if watched.exited() {
+            stop.store(true, Ordering::Relaxed);
+            bail!("{} ended before it was ready (log: {})\n{}", spec.name, log.display(), tail(&log, 15));
+        }
+        if Instant::now() > ready_by {
+            stop.store(true, Ordering::Relaxed);
+            bail!("{} copied no probe record within 300 s (log: {})", spec.name, log.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Steady load: warm-up, then the measured window.
+    let config = GeneratorConfig { seed: 2, partitions: partitions.unsigned_abs(), partition_weights: vec![1; partitions.unsigned_abs() as usize], ..GeneratorConfig::default() };
+    let mut generator = VisitGenerator::new(config);
+    let mut settings = ProduceSettings::new(&args.brokers, input);
+    settings.rate = rate as u64;
+    settings.duration = Some(Duration::from_secs_f64(args.warmup + args.measure));
+    settings.overrides = vec![("linger.ms".to_owned(), LOAD_PRODUCER_LINGER_MS.to_owned())];
+    let load_start_ms = (now_us() / 1000) as i64;
+    let never = AtomicBool::new(false);
+    let produced = produce_into(&settings, &mut generator, &never, None).context("the load producer")?;
+    let window = (load_start_ms + (args.warmup * 1000.0) as i64, load_start_ms + ((args.warmup + args.measure) * 1000.0) as i64);
+
+    // Drain: until everything produced is in the output, at most 30 s.
+    let want = partitions as u64 + produced.delivered;
+    let drain_by = Instant::now() + Duration::from_secs(30);
+    while count.load(Ordering::Relaxed) < want && Instant::now() < drain_by && !watched.exited() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let outstanding = want.saturating_sub(count.load(Ordering::Relaxed));
+    if outstanding > 0 {
+        progress.say(&format!("    {outstanding} records still not copied 30 s after the load ended"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    measurer.join().map_err(|_| anyhow::anyhow!("the measuring consumer panicked"))??;
+    let _ = watched.stop();
+
+    // Join with the input's timestamps by partition and offset.
+    let input_ts = read_timestamps(&args.brokers, input, partitions)?;
+    let seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
+    let (mut samples, mut undelivered, mut kept, mut compared) = (0u64, 0u64, 0u64, 0u64);
+    for (p, stamps) in input_ts.iter().enumerate() {
+        for (offset, &ts) in stamps.iter().enumerate() {
+            let out = seen[p].get(offset).copied().filter(|(at, _)| *at > 0);
+            if let Some((_, out_ts)) = out {
+                compared += 1;
+                kept += u64::from(out_ts == ts);
+            }
+            if ts < window.0 || ts >= window.1 {
+                continue;
+            }
+            match out {
+                Some((at, _)) => {
+                    samples += 1;
+                    hist.saturating_record((at as i64 - ts * 1000).max(1) as u64);
+                }
+                None => undelivered += 1,
+            }
+        }
+    }
+    if samples == 0 {
+        bail!("no record of the measured window came through (log: {})", log.display());
+    }
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Latency {
+        name: spec.name.to_owned(),
+        percent_of_base: percent,
+        offered_per_s: rate,
+        produced_per_s: produced.rate(),
+        samples,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        max_ms: hist.max() as f64 / 1000.0,
+        undelivered,
+        timestamp_kept: kept as f64 / compared.max(1) as f64,
+    })
+}
+
+/// Every record's timestamp (ms) per partition, indexed by offset (topics start at 0).
+fn read_timestamps(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<Vec<Vec<i64>>> {
+    let ends = end_offsets(brokers, topic, partitions)?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique_topic("suite-read"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut out: Vec<Vec<i64>> = (0..partitions).map(|p| vec![-1; ends[&p] as usize]).collect();
+    let mut left: u64 = ends.values().map(|e| *e as u64).sum();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while left > 0 {
+        if Instant::now() > deadline {
+            bail!("reading the timestamps of {topic}: {left} records missing after 120 s");
+        }
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m?;
+            if let Some(slot) = out[m.partition() as usize].get_mut(m.offset() as usize) {
+                if *slot == -1 {
+                    left -= 1;
+                }
+                *slot = m.timestamp().to_millis().unwrap_or(-1);
+            }
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- goals, tables, plots
+
+fn goals(report: &Report) -> Vec<Goal> {
+    let t = |name: &str| report.throughput.iter().find(|t| t.name == name).map_or(f64::NAN, |t| t.median_records_per_s);
+    let mut goals = Vec::new();
+    let mut ratio = |goal: String, a: f64, b: f64, at_least: f64| {
+        let r = a / b;
+        if r.is_finite() {
+            goals.push(Goal { goal, measured: format!("{r:.2} ({a:.0} / {b:.0} records/s)"), met: r >= at_least });
+        }
+    };
+    for (w, threads) in [("1 worker", "1 thread"), ("2 workers", "2 threads")] {
+        ratio(format!("(c)/(a) ≥ 0.90, {w}"), t(&format!("tidewatch + observers, {w}")), t(&format!("bare rdkafka loop, {threads}")), 0.90);
+    }
+    for (w, threads) in [("1 worker", "1 thread"), ("2 workers", "2 threads")] {
+        ratio(format!("(c) ≥ 3× (d), {w} vs {threads}"), t(&format!("tidewatch + observers, {w}")), t(&format!("Kafka Streams, {threads}")), 3.0);
+    }
+    ratio("(c) ≥ 20× (e), 2 workers vs Spark local[2]".to_owned(), t("tidewatch + observers, 2 workers"), t("Spark, local[2]"), 20.0);
+    for what in ["tidewatch passthrough", "tidewatch + observers", "bare rdkafka loop"] {
+        let (one, two) = if what.starts_with("bare") { ("1 thread", "2 threads") } else { ("1 worker", "2 workers") };
+        ratio(format!("2 ≥ 1.7× 1, {what}"), t(&format!("{what}, {two}")), t(&format!("{what}, {one}")), 1.7);
+    }
+    for l in report.latency.iter().filter(|l| (l.percent_of_base - 50.0).abs() < 1e-9) {
+        goals.push(Goal {
+            goal: format!("p99 ≤ 20 ms at half the max rate, {}", l.name),
+            measured: format!("{:.1} ms at {:.0} records/s", l.p99_ms, l.offered_per_s),
+            met: l.p99_ms <= 20.0 && l.undelivered == 0,
+        });
+    }
+    goals
+}
+
+fn markdown(report: &Report, name: &str) -> String {
+    let mut out = format!(
+        "Benchmark suite{}, {} UTC. Machine: {} CPUs ({}), {}; {}.\n\n",
+        if report.quick { " (--quick smoke run)" } else { "" },
+        report.started_utc,
+        report.machine.cpus,
+        report.machine.cpu_model,
+        report.machine.os,
+        report.machine_note
+    );
+    if !report.throughput.is_empty() {
+        out.push_str(&format!(
+            "**Throughput**: {} generated visits (mean {} bytes of key + value), {} partitions, each contender into a fresh topic, median of {} interleaved round(s).\n\n\
+             | contender | records/s | MB/s | CPU s / M records (span) | CPU s / M records (process) | peak RSS MB | ratio to bare loop, 1 thread |\n|---|---:|---:|---:|---:|---:|---:|\n",
+            report.records, report.value_bytes, report.partitions, report.rounds
+        ));
+        for t in &report.throughput {
+            out.push_str(&format!(
+                "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} | {:.2} |\n",
+                t.name, t.median_records_per_s, t.median_mb_per_s, t.median_cpu_s_per_million, t.median_cpu_total_s_per_million, t.median_peak_rss_mb, t.ratio_to_bare_1_thread
+            ));
+        }
+        out.push_str(
+            "\nEach contender is a child process in its own process group; the span is its own timed span (from just before it starts \
+             consuming until all N records are copied and acknowledged — Kafka Streams until its close, Spark until the output topic holds N records \
+             and the last micro-batch's counts are done); JVM and Spark start-up are outside the span but inside \"process\". CPU and RSS cover \
+             the whole process group (Spark: the Python driver and its JVM), from /proc.\n\n",
+        );
+    }
+    if !report.latency.is_empty() {
+        out.push_str(&format!(
+            "**Latency** (record timestamp → read back from the output topic by a separate consumer), steady offered rates in percent of the {} ({:.0} records/s), \
+             {} s warm-up then {} s measured, each contender running continuously on fresh topics. {}.\n\n\
+             | contender | offered records/s | p50 ms | p99 ms | p99.9 ms | max ms | undelivered | output keeps the timestamp |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+            report.latency_base, report.latency_base_per_s, report.latency_warmup_s, report.latency_measure_s, report.latency_settings
+        ));
+        for l in &report.latency {
+            out.push_str(&format!(
+                "| {} | {:.0} ({:.0} %) | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} % |\n",
+                l.name, l.offered_per_s, l.percent_of_base, l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms, l.undelivered, l.timestamp_kept * 100.0
+            ));
+        }
+        out.push_str("\nLatency joins each output record with its input record by partition and offset (every contender copies in order to the same partition of a fresh topic), so it holds for Spark too, whose Kafka sink cannot write the record timestamp.\n\n");
+    }
+    if !report.goals.is_empty() {
+        out.push_str("**Goals** (issue 7)\n\n| goal | measured | met |\n|---|---|---|\n");
+        for g in &report.goals {
+            out.push_str(&format!("| {} | {} | {} |\n", g.goal, g.measured, if g.met { "yes" } else { "**no**" }));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!("Plots: [{name}-throughput.svg]({name}-throughput.svg), [{name}-latency.svg]({name}-latency.svg).\n"));
+    out
+}
+
+fn write_all(name: &str, report: &Report, table: &str) -> anyhow::Result<()> {
+    tidewatch_bench::write_results(name, report, table)?;
+    let dir = results_dir();
+    let colour = |kind: Kind| match kind {
+        Kind::Bare => 7,
+        Kind::Passthrough => 0,
+        Kind::Observers => 2,
+        Kind::KafkaStreams => 1,
+        Kind::Spark => 3,
+    };
+    let bars: Vec<Bar> = report
+        .throughput
+        .iter()
+        .map(|t| Bar {
+            label: t.name.clone(),
+            value: t.median_records_per_s,
+            note: format!("{:.0}k/s · {:.0} MB/s", t.median_records_per_s / 1e3, t.median_mb_per_s),
+            colour: colour(t.kind),
+        })
+        .collect();
+    let subtitle = format!("{} visits, {} partitions, median of {} rounds; {} CPUs, shared", report.records, report.partitions, report.rounds, report.machine.cpus);
+    std::fs::write(dir.join(format!("{name}-throughput.svg")), svg::bars("Passthrough throughput (records/s)", &subtitle, "records/s", &bars))?;
+    let mut series = Vec::new();
+    let names: Vec<&str> = LATENCY_SPECS.iter().copied().filter(|n| report.latency.iter().any(|l| l.name == *n)).collect();
+    for n in &names {
+        let kind = SPECS.iter().find(|s| s.name == *n).map_or(Kind::Bare, |s| s.kind);
+        let of = |f: &dyn Fn(&Latency) -> f64| report.latency.iter().filter(|l| l.name == *n).map(|l| (l.offered_per_s, f(l))).collect::<Vec<_>>();
+        series.push(Series { name: format!("{n}: p99"), points: of(&|l| l.p99_ms), colour: colour(kind), dashed: false });
+        series.push(Series { name: format!("{n}: p50"), points: of(&|l| l.p50_ms), colour: colour(kind), dashed: true });
+    }
+    let subtitle = format!("{} s measured after {} s warm-up; record timestamp → read back from the output", report.latency_measure_s, report.latency_warmup_s);
+    std::fs::write(
+        dir.join(format!("{name}-latency.svg")),
+        svg::lines_log_y("End-to-end latency vs offered rate", &subtitle, "offered records/s", "latency (ms, log scale)", &series, Some((20.0, "goal: p99 ≤ 20 ms at 50 %"))),
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- progress
+
+struct Progress {
+    start: Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress { start: Instant::now() }
+    }
+
+    fn say(&self, text: &str) {
+        let s = self.start.elapsed().as_secs();
+        eprintln!("[{:02}:{:02}] {text}", s / 60, s % 60);
+    }
+
+    fn step(&self, step: usize, total: usize, text: &str) {
+        self.say(&format!("({step}/{total}) {text}"));
+    }
+}
+
+fn utc_now() -> String {
+    Command::new("date").args(["-u", "+%Y-%m-%d %H:%M"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+}

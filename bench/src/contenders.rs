@@ -1,0 +1,180 @@
+//! The contenders of the benchmarks: a bare rdkafka consume→produce loop, the tidewatch
+//! passthrough with or without the observers, and the peers in `bench/peers/` (Kafka
+//! Streams, Spark), each copying every record of one topic to the same partition of another.
+//!
+//! Delivery: every contender copies at least once (the bare loop commits nothing; a fresh
+//! consumer group per run starts from the earliest offset).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use tidewatch_engine::{run_job, Cluster, JobConfig, JobControl, KafkaConfig, NoObservers, Record};
+use tidewatch_jobs::config::FileConfig;
+use tidewatch_jobs::observer::run_observed;
+use tidewatch_jobs::outputs::OutputConfig;
+use tidewatch_jobs::visits::{GeneratorConfig, VisitGenerator};
+use tidewatch_operators::observers::ObserveConfig;
+use tidewatch_tests::unique_topic;
+
+/// Producer settings every librdkafka contender uses (tidewatch's defaults): idempotent,
+/// `linger.ms` 5, batches of up to 10 000 records / 1 MB.
+pub const PRODUCER_SETTINGS: &[(&str, &str)] =
+    &[("enable.idempotence", "true"), ("linger.ms", "5"), ("batch.num.messages", "10000"), ("queue.buffering.max.messages", "1000000")];
+
+/// Reference-shaped visits (the default fault mix: 10 % with nulled fields), spread evenly.
+pub fn make_records(n: usize, partitions: i32) -> Vec<Record> {
+    let config = GeneratorConfig { seed: 1, partitions: partitions.unsigned_abs(), partition_weights: vec![1; partitions.unsigned_abs() as usize], ..GeneratorConfig::default() };
+    VisitGenerator::new(config)
+        .take(n)
+        .map(|g| Record { partition: g.partition, offset: -1, timestamp: Some(g.timestamp_ms), key: g.key.map(Into::into), value: g.value.map(Into::into), headers: Vec::new() })
+        .collect()
+}
+
+/// Runs the tidewatch job in this process: with `until_end`, until the input's high
+/// watermarks seen at start are copied; otherwise until the process is ended. Returns
+/// the records delivered.
+pub fn tidewatch(brokers: &str, input: &str, output: &str, workers: usize, observers: bool, until_end: bool) -> anyhow::Result<u64> {
+    let job = JobConfig {
+        input_topic: input.to_owned(),
+        output_topic: output.to_owned(),
+        group_id: unique_topic("bench-group"),
+        until_end,
+        ..JobConfig::default()
+    };
+    let mut kafka = KafkaConfig::default();
+    kafka.set("bootstrap.servers", brokers);
+    let cluster = Cluster { workers, ..Cluster::default() };
+    let summary = if observers {
+        let dir = tempfile::tempdir()?;
+        let file = FileConfig {
+            job,
+            kafka,
+            observe: ObserveConfig::default(),
+            output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
+            opensearch: Default::default(),
+        };
+        run_observed(file, &cluster, JobControl::new())?
+    } else {
+        run_job(job, kafka, &cluster, JobControl::new(), NoObservers)?
+    };
+    Ok(summary.records_delivered)
+}
+
+/// The practical limit: `threads` threads, each with its own consumer and producer and
+/// the partitions `p` with `p % threads == i`, no dataflow. With `stop == None` each
+/// thread stops at the high watermarks seen at its start; otherwise it runs until
+/// `stop` is set. Returns the records copied.
+pub fn bare_loop(brokers: &str, input: &str, output: &str, partitions: i32, threads: usize, stop: Option<&AtomicBool>) -> anyhow::Result<u64> {
+    let threads = threads.max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let mine: Vec<i32> = (0..partitions).filter(|p| *p as usize % threads == i).collect();
+                scope.spawn(move || bare_thread(brokers, input, output, &mine, stop))
+            })
+            .collect();
+        let mut copied = 0;
+        for handle in handles {
+            copied += handle.join().map_err(|_| anyhow::anyhow!("a bare loop thread panicked"))??;
+        }
+        Ok(copied)
+    })
+}
+
+fn bare_thread(brokers: &str, input: &str, output: &str, partitions: &[i32], stop: Option<&AtomicBool>) -> anyhow::Result<u64> {
+    if partitions.is_empty() {
+        return Ok(0);
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique_topic("bench-bare"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (key, value) in PRODUCER_SETTINGS {
+        config.set(*key, *value);
+    }
+    let producer: BaseProducer = config.create()?;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for &p in partitions {
+        let (low, high) = consumer.fetch_watermarks(input, p, Duration::from_secs(10))?;
+        tpl.add_partition_offset(input, p, Offset::Offset(low))?;
+        ends.insert(p, high);
+    }
+    consumer.assign(&tpl)?;
+    let mut next: BTreeMap<i32, i64> = partitions.iter().map(|p| (*p, 0)).collect();
+    let mut copied = 0u64;
+    let more = |next: &BTreeMap<i32, i64>| match stop {
+        Some(flag) => !flag.load(Ordering::Relaxed),
+        None => next.iter().any(|(p, n)| *n < ends[p]),
+    };
+    while more(&next) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                next.insert(m.partition(), m.offset() + 1);
+                let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(output).partition(m.partition());
+                if let Some(k) = m.key() {
+                    record = record.key(k);
+                }
+                if let Some(v) = m.payload() {
+                    record = record.payload(v);
+                }
+                if let Some(ts) = m.timestamp().to_millis() {
+                    record = record.timestamp(ts);
+                }
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                            record = r;
+                            producer.poll(Duration::from_millis(1));
+                        }
+                        Err((e, _)) => return Err(e).context("bare loop produce"),
+                    }
+                }
+                copied += 1;
+                producer.poll(Duration::ZERO);
+            }
+            Some(Err(e)) => bail!("bare loop consume: {e}"),
+            None => {
+                producer.poll(Duration::ZERO);
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(copied)
+}
+
+/// The `run.sh` of a peer in `bench/peers/<name>/`.
+pub fn peer_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join(name).join("run.sh")
+}
+
+/// The Kafka Streams peer (`bench/peers/kafka-streams/run.sh`), run to completion:
+/// records copied and its own seconds.
+pub fn kafka_streams(brokers: &str, input: &str, output: &str, threads: usize, expect: usize) -> anyhow::Result<(u64, f64)> {
+    let out = std::process::Command::new("bash")
+        .arg(peer_script("kafka-streams"))
+        .args([brokers, input, output, &threads.to_string(), &expect.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the Kafka Streams peer")?;
+    if !out.status.success() {
+        bail!("the Kafka Streams peer failed: {}", out.status);
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    let result: serde_json::Value = serde_json::from_str(line.trim().lines().last().unwrap_or_default()).context("the peer's JSON line")?;
+    Ok((result["records"].as_u64().unwrap_or(0), result["seconds"].as_f64().unwrap_or(f64::NAN)))
+}

@@ -12,11 +12,14 @@ use serde::{Deserialize, Serialize};
 use sketches_ddsketch::{Config as DDSketchConfig, DDSketch};
 
 /// Relative accuracy of [`Quantiles`]: a reported quantile `q` is within 1 % of the
-/// exact value at rank `⌊q·(n−1)⌋` (DDSketch's guarantee, for any distribution).
+/// exact value at rank `⌊q·(n−1)⌋` (DDSketch's guarantee, for any distribution), as long
+/// as the magnitudes of a field's values span less than 35 orders of magnitude (see
+/// `QUANTILE_MAX_BINS`) and magnitudes below 1e-9 may read as 0.
 pub const QUANTILE_RELATIVE_ERROR: f64 = 0.01;
-/// Bins of the quantile sketch before its lowest bins collapse (a 1 % sketch covers
-/// values from 1e-9 to beyond 1e9 in fewer).
-const QUANTILE_MAX_BINS: u32 = 2048;
+/// Bins of the quantile sketch per sign before its lowest bins collapse: at 1 %
+/// accuracy, 4096 bins cover magnitudes from `m` to about `m·1e35`. The store is dense
+/// between the smallest and largest bin in use, so a field of narrow range stays small.
+const QUANTILE_MAX_BINS: u32 = 4096;
 /// Magnitudes below this count as zero in the quantile sketch.
 const QUANTILE_MIN_VALUE: f64 = 1e-9;
 

@@ -33,6 +33,8 @@ use crate::record::{Record, RecordStream};
 const MAX_BATCH: usize = 32768;
 /// Longest one activation of the source polls.
 const MAX_POLL: Duration = Duration::from_millis(10);
+/// Polls answering nothing in a row after which the consumer's queue counts as empty.
+const MAX_EMPTY_POLLS: u32 = 3;
 /// Longest an idle source sleeps (it is woken earlier by new data or the next epoch),
 /// so stop requests are seen promptly.
 const IDLE_WAKE: Duration = Duration::from_millis(100);
@@ -304,13 +306,20 @@ impl KafkaSource {
                 {
                     let mut session = output.session(&*cap);
                     let mut state = handle.state.borrow_mut();
+                    let mut empty_polls = 0;
                     while emitted < MAX_BATCH {
                         match handle.consumer.poll(Duration::ZERO) {
+                            // `poll` also answers `None` after serving an event of its own
+                            // (librdkafka's statistics, an offset commit's result) with
+                            // records still queued behind it: only a few `None` in a row
+                            // mean the queue is empty (else the source would idle with data waiting).
+                            None if empty_polls < MAX_EMPTY_POLLS => empty_polls += 1,
                             None => {
                                 drained = true;
                                 break;
                             }
                             Some(Ok(message)) => {
+                                empty_polls = 0;
                                 let record = Record::from_message(&message);
                                 state.positions.insert(record.partition, record.offset + 1);
                                 state.at_eof.insert(record.partition, false);

@@ -3,12 +3,13 @@
 //!
 //! librdkafka emits a JSON document every `statistics.interval.ms` (tidewatch's default
 //! [`DEFAULT_INTERVAL_MS`]; `0` turns it off; a user's `-X statistics.interval.ms=` or
-//! `[kafka]` key wins) on one of its own threads. The clients' contexts hand it to a
-//! [`StatsReporter`], which parses it with rdkafka's [`Statistics`], keeps only the
-//! figures tidewatch exposes ([`ClientSnapshot`], a few hundred bytes per broker and
-//! partition) and swaps it into the process's [`ClientStatsBoard`] under a short lock.
-//! Readers (the `/metrics` endpoint) clone the `Arc`s of the snapshots and never block
-//! librdkafka for longer than that swap.
+//! `[kafka]` key wins). It is queued like the client's other events and served by the
+//! client's `poll`, so the contexts' handler runs on the worker thread that polls: it
+//! hands the document to a [`StatsReporter`], which parses it with rdkafka's
+//! [`Statistics`], keeps only the figures tidewatch exposes ([`ClientSnapshot`]) and
+//! swaps it into the process's [`ClientStatsBoard`] under a short lock — a fraction of a
+//! millisecond per interval. Readers (the `/metrics` endpoint) clone the `Arc`s of the
+//! snapshots and never hold the lock for longer than that.
 //!
 //! Time figures are converted to seconds here: librdkafka reports its latency windows
 //! (`rtt`, `int_latency`, `outbuf_latency`) in microseconds and `throttle` in
@@ -399,7 +400,7 @@ impl StatsReporter {
     }
 
     /// Parses one statistics document (librdkafka's JSON) and keeps its snapshot. Runs
-    /// on librdkafka's thread: a parse, a reduction and a swap under a short lock.
+    /// on the thread polling the client: a parse, a reduction and a swap under a short lock.
     pub fn report_json(&self, json: &[u8]) {
         match serde_json::from_slice::<Statistics>(json) {
             Ok(stats) => self.board.update(

@@ -23,6 +23,8 @@ use crate::custom::{metric_names, observe_custom, CustomKey, ObserverFactory};
 use crate::reconcile::Reconcile;
 use crate::value_rules::{RuleError, ValueRule, ValueRules};
 use crate::lag::{lag_rows, positions, watermarks};
+use crate::profile::dataflow::ProfileWindows;
+use crate::profile::{ProfileConfig, WindowProfile};
 use crate::quality::ObserveQuality;
 use crate::stats::{Observation, StatsDoc, StatsWindows};
 
@@ -85,6 +87,10 @@ pub struct Observers {
     custom: Vec<Arc<dyn ObserverFactory>>,
     sinks: ObservationSinks,
     metrics: Arc<ObserverMetrics>,
+    /// Dataset profiles: their config and window, once enabled.
+    profile: Option<(Arc<ProfileConfig>, u64)>,
+    /// Where worker 0 hands the window profiles (none: not profiled).
+    profile_sink: Option<Sender<WindowProfile>>,
 }
 
 impl std::fmt::Debug for Observers {
@@ -120,6 +126,7 @@ pub struct ObserverPlan {
     window_ms: u64,
     rules: Vec<AlertRule>,
     custom: Vec<Arc<dyn ObserverFactory>>,
+    profile: Option<(Arc<ProfileConfig>, u64)>,
 }
 
 impl std::fmt::Debug for ObserverPlan {
@@ -158,7 +165,36 @@ impl ObserverPlan {
                 });
             }
         }
-        Ok(ObserverPlan { fields: Arc::new(fields), window_ms: u64::try_from(window_ms).unwrap_or(u64::MAX), rules: config.alerts.clone(), custom })
+        Ok(ObserverPlan { fields: Arc::new(fields), window_ms: u64::try_from(window_ms).unwrap_or(u64::MAX), rules: config.alerts.clone(), custom, profile: None })
+    }
+
+    /// Adds dataset profiles (the `[profile]` table) when `config.enabled`, checking its
+    /// values against the job's `epoch_interval` and naming the key of any bad one.
+    pub fn with_profile(mut self, config: &ProfileConfig, epoch_interval: Duration) -> Result<ObserverPlan, ObserveError> {
+        let ProfileConfig { enabled, dir: _, window, top_k, max_fields } = config;
+        if !*enabled {
+            self.profile = None;
+            return Ok(self);
+        }
+        let bad = |key: &str, message: String| ObserveError::Value { key: format!("profile.{key}"), message };
+        let epoch_ms = epoch_interval.as_millis().max(1);
+        let window_ms = window.as_millis();
+        if window_ms == 0 || window_ms % epoch_ms != 0 {
+            return Err(bad("window", format!("expected a positive multiple of the epoch interval ({epoch_ms} ms), got {window_ms} ms")));
+        }
+        if *top_k == 0 || *top_k > 1_000 {
+            return Err(bad("top_k", format!("expected 1 to 1000, got {top_k}")));
+        }
+        if *max_fields == 0 {
+            return Err(bad("max_fields", "expected at least 1".to_owned()));
+        }
+        self.profile = Some((Arc::new(config.clone()), u64::try_from(window_ms).unwrap_or(u64::MAX)));
+        Ok(self)
+    }
+
+    /// Whether dataset profiles are planned.
+    pub fn profiles(&self) -> bool {
+        self.profile.is_some()
     }
 
     /// Adds an observer of your own (see [`crate::custom`]); its metrics join the stats
@@ -170,8 +206,16 @@ impl ObserverPlan {
 
     /// The observers, handing documents to `sinks` and keeping their counters in `metrics`.
     pub fn attach(self, sinks: ObservationSinks, metrics: Arc<ObserverMetrics>) -> Observers {
-        let ObserverPlan { fields, window_ms, rules, custom } = self;
-        Observers { fields, window_ms, rules, custom, sinks, metrics }
+        let ObserverPlan { fields, window_ms, rules, custom, profile } = self;
+        Observers { fields, window_ms, rules, custom, sinks, metrics, profile, profile_sink: None }
+    }
+}
+
+impl Observers {
+    /// Hands the window profiles (if planned with [`ObserverPlan::with_profile`]) to `sink`.
+    pub fn with_profile_sink(mut self, sink: Sender<WindowProfile>) -> Observers {
+        self.profile_sink = Some(sink);
+        self
     }
 }
 
@@ -180,6 +224,14 @@ impl Observe for Observers {
         let ObserveInputs { records, delivered, source } = inputs;
         let scope = records.scope();
         let records_for_custom = records.clone();
+
+        // Dataset profiles: partial profiles per worker and window, merged by field, assembled on worker 0.
+        if let (Some((config, window_ms)), Some(sink)) = (&self.profile, &self.profile_sink) {
+            let sink = sink.clone();
+            records.clone().profile_windows(Arc::clone(config), *window_ms).inspect(move |profile| {
+                let _ = sink.send(profile.clone());
+            });
+        }
 
         // Quality: pre-aggregated per worker and epoch, consolidated by key in an arrangement.
         let arranged = records.quality_deltas(Arc::clone(&self.fields)).arrange_by_self_named("QualityCounts");

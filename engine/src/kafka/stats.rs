@@ -67,8 +67,9 @@ pub struct WindowSeconds {
 }
 
 impl WindowSeconds {
-    fn from_window(window: &Window, unit_seconds: f64) -> WindowSeconds {
-        let s = |v: i64| v.max(0) as f64 * unit_seconds;
+    fn from_window(window: &Window, units_per_second: f64) -> WindowSeconds {
+        // Dividing (not multiplying by 1e-6) keeps 378 µs printed as 0.000378.
+        let s = |v: i64| v.max(0) as f64 / units_per_second;
         WindowSeconds {
             avg: s(window.avg),
             p50: s(window.p50),
@@ -133,8 +134,8 @@ impl BrokerSnapshot {
     }
 
     fn from_broker(b: &Broker) -> BrokerSnapshot {
-        const MICROS: f64 = 1e-6;
-        const MILLIS: f64 = 1e-3;
+        const MICROS: f64 = 1e6; // per second
+        const MILLIS: f64 = 1e3; // per second
         BrokerSnapshot {
             name: b.nodename.clone(),
             node_id: b.nodeid,
@@ -308,7 +309,7 @@ impl ClientSnapshot {
         partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         ClientSnapshot {
             name: stats.name.clone(),
-            age_seconds: stats.age.max(0) as f64 * 1e-6,
+            age_seconds: stats.age.max(0) as f64 / 1e6,
             replyq: stats.replyq,
             msg_count: stats.msg_cnt,
             msg_bytes: stats.msg_size,

@@ -83,3 +83,41 @@ pub fn delete_topics(brokers: &str, topics: &[&str]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The pid of the broker `scripts/kafka.sh` started for the port of `brokers`, from its
+/// pid file (`$TIDEWATCH_STATE_DIR/kafka-<port>/kafka.pid`).
+pub fn broker_pid(brokers: &str) -> Option<u32> {
+    let port = brokers.split(',').next()?.rsplit_once(':')?.1.trim();
+    let state = std::env::var("TIDEWATCH_STATE_DIR").unwrap_or_else(|_| "/tmp/tidewatch".to_owned());
+    let pid: u32 = std::fs::read_to_string(format!("{state}/kafka-{port}/kafka.pid")).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmdline).contains("kafka.Kafka").then_some(pid)
+}
+
+/// CPU time (user + system) of process `pid` in seconds so far (NaN if unknown).
+pub fn process_cpu_seconds(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return f64::NAN };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return f64::NAN };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds the whole machine has been busy (every CPU: user, nice, system, irq and
+/// softirq; not idle, iowait or the hypervisor's steal), from /proc/stat.
+pub fn machine_busy_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return f64::NAN };
+    let Some(line) = stat.lines().next() else { return f64::NAN };
+    let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest is inside user)
+    let busy: f64 = v.iter().take(7).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum();
+    busy / 100.0
+}
+
+/// CPU seconds the hypervisor took from this machine's CPUs (steal), from /proc/stat.
+pub fn machine_steal_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return f64::NAN };
+    let Some(line) = stat.lines().next() else { return f64::NAN };
+    line.split_whitespace().nth(8).and_then(|f| f.parse::<f64>().ok()).map_or(f64::NAN, |t| t / 100.0)
+}

@@ -39,7 +39,7 @@ use serde::Serialize;
 use tidewatch_bench::contenders::{bare_loop, make_records, peer_script, tidewatch};
 use tidewatch_bench::procwatch::{tail, Outcome, Watched};
 use tidewatch_bench::svg::{self, Bar, Series};
-use tidewatch_bench::{delete_topics, median, results_dir, Machine};
+use tidewatch_bench::{broker_pid, delete_topics, machine_busy_seconds, machine_steal_seconds, median, process_cpu_seconds, results_dir, Machine};
 use tidewatch_engine::Record;
 use tidewatch_jobs::visits::{produce_into, GeneratorConfig, ProduceSettings, VisitGenerator};
 use tidewatch_tests::{create_topics, end_offsets, produce, require_broker, unique_topic};
@@ -130,6 +130,8 @@ enum Kind {
     Observers,
     KafkaStreams,
     Spark,
+    /// No copy: the measuring consumer reads the input topic (the latency floor).
+    Direct,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -153,7 +155,10 @@ const SPECS: &[Spec] = &[
 
 /// The contenders of the latency part (one thread or worker each; Spark as local[2]).
 const LATENCY_SPECS: &[&str] =
-    &["bare rdkafka loop, 1 thread", "tidewatch passthrough, 1 worker", "tidewatch + observers, 1 worker", "Kafka Streams, 1 thread", "Spark, local[2]"];
+    &[DIRECT.name, "bare rdkafka loop, 1 thread", "tidewatch passthrough, 1 worker", "tidewatch + observers, 1 worker", "Kafka Streams, 1 thread", "Spark, local[2]"];
+
+/// The latency floor: producer → broker → measuring consumer, nothing copied.
+const DIRECT: Spec = Spec { name: "no copy (input read back)", kind: Kind::Direct, workers: 0 };
 
 /// The measuring consumer's and the load producer's librdkafka settings.
 const LOAD_PRODUCER_LINGER_MS: &str = "1";
@@ -173,6 +178,13 @@ struct Throughput {
     median_cpu_total_s_per_million: f64,
     median_peak_rss_mb: f64,
     ratio_to_bare_1_thread: f64,
+    /// CPU seconds of the broker per million records, over the contender's whole run.
+    median_broker_cpu_s_per_million: f64,
+    /// Cores kept busy by everything else on the machine during the contender's run
+    /// (other engineers' builds and tests): machine CPU − contender − broker, over wall time.
+    median_other_cores: f64,
+    /// CPU the hypervisor took from the machine during the run (steal), in cores.
+    median_steal_cores: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -338,6 +350,7 @@ fn command(spec: &Spec, brokers: &str, input: &str, output: &str, partitions: i3
             cmd.arg(peer_script("kafka-streams")).args([brokers, input, output, &spec.workers.to_string(), &expect.to_string()]);
             cmd
         }
+        Kind::Direct => bail!("the no-copy floor runs no contender"),
         Kind::Spark => {
             let mut cmd = Command::new("bash");
             cmd.arg(peer_script("spark")).args([brokers, input, output, &expect.unwrap_or(0).to_string()]);
@@ -399,6 +412,9 @@ fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::
 
     let total = args.rounds * specs.len();
     let mut samples: BTreeMap<&str, Vec<Outcome>> = BTreeMap::new();
+    // Per run: (broker CPU s, other cores, steal cores).
+    let mut around: BTreeMap<&str, Vec<(f64, f64, f64)>> = BTreeMap::new();
+    let broker = broker_pid(&args.brokers);
     let mut step = 0;
     for round in 0..args.rounds {
         for spec in specs {
@@ -407,22 +423,31 @@ fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::
             create_topics(&args.brokers, &[&output], args.partitions)?;
             progress.step(step, total, &format!("throughput round {}/{}: {} ...", round + 1, args.rounds, spec.name));
             let log = log_path(&format!("throughput-{}-{}", spec.name, round + 1));
+            let (broker0, busy0, steal0) = (process_cpu_seconds(broker), machine_busy_seconds(), machine_steal_seconds());
             let watched = Watched::spawn(command(spec, &args.brokers, &input, &output, args.partitions, Some(args.records))?, &log)?;
             let outcome = watched.wait(Duration::from_secs(900)).with_context(|| format!("{} (round {})", spec.name, round + 1));
+            let (broker_s, busy_s, steal_s) =
+                (process_cpu_seconds(broker) - broker0, machine_busy_seconds() - busy0, machine_steal_seconds() - steal0);
             let _ = delete_topics(&args.brokers, &[&output]);
             let outcome = outcome?;
             if outcome.records != args.records as u64 {
                 bail!("{} copied {} of {} records (log: {})", spec.name, outcome.records, args.records, log.display());
             }
             let rate = outcome.records as f64 / outcome.seconds;
+            let other_cores = ((busy_s - outcome.cpu_total_s - broker_s) / outcome.wall_s).max(0.0);
+            let steal_cores = steal_s / outcome.wall_s;
             progress.say(&format!(
-                "    {:>9.0} records/s  {:>6.1} MB/s  {:>5.2} CPU s/M (span)  {:>5.2} CPU s/M (process)  peak RSS {:>5.0} MB",
+                "    {:>9.0} records/s  {:>6.1} MB/s  {:>5.2} CPU s/M (span)  {:>5.2} CPU s/M (process)  peak RSS {:>5.0} MB  broker {:.2} CPU s/M  others {:.2} cores  steal {:.2} cores",
                 rate,
                 rate * value_bytes as f64 / 1e6,
                 outcome.cpu_span_s * 1e6 / args.records as f64,
                 outcome.cpu_total_s * 1e6 / args.records as f64,
-                outcome.peak_rss_bytes as f64 / 1e6
+                outcome.peak_rss_bytes as f64 / 1e6,
+                broker_s * 1e6 / args.records as f64,
+                other_cores,
+                steal_cores
             ));
+            around.entry(spec.name).or_default().push((broker_s, other_cores, steal_cores));
             samples.entry(spec.name).or_default().push(outcome);
         }
     }
@@ -445,6 +470,9 @@ fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::
                 median_cpu_total_s_per_million: m(spec.name, &|o| o.cpu_total_s) * per_m,
                 median_peak_rss_mb: m(spec.name, &|o| o.peak_rss_bytes as f64) / 1e6,
                 ratio_to_bare_1_thread: rate / bare,
+                median_broker_cpu_s_per_million: median(&around[spec.name].iter().map(|a| a.0).collect::<Vec<_>>()) * per_m,
+                median_other_cores: median(&around[spec.name].iter().map(|a| a.1).collect::<Vec<_>>()),
+                median_steal_cores: median(&around[spec.name].iter().map(|a| a.2).collect::<Vec<_>>()),
             }
         })
         .collect();
@@ -454,9 +482,8 @@ fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::
 // ---------------------------------------------------------------- latency
 
 fn latency_part(args: &Args, specs: &[Spec], base: f64, progress: &Progress) -> anyhow::Result<Vec<Latency>> {
-    let chosen: Vec<Spec> = specs
-        .iter()
-        .copied()
+    let chosen: Vec<Spec> = std::iter::once(DIRECT)
+        .chain(specs.iter().copied())
         .filter(|s| LATENCY_SPECS.contains(&s.name))
         .filter(|s| !(args.quick && s.kind == Kind::Spark))
         .collect();
@@ -513,7 +540,13 @@ fn latency_phase(args: &Args, spec: &Spec, percent: f64, rate: f64, progress: &P
 fn latency_run(args: &Args, spec: &Spec, percent: f64, rate: f64, input: &str, output: &str, progress: &Progress) -> anyhow::Result<Latency> {
     let partitions = args.partitions;
     let log = log_path(&format!("latency-{}-{percent}", spec.name));
-    let mut watched = Watched::spawn(command(spec, &args.brokers, input, output, partitions, None)?, &log)?;
+    // The no-copy floor reads the input itself.
+    let (mut watched, output) = if spec.kind == Kind::Direct {
+        (None, input)
+    } else {
+        (Some(Watched::spawn(command(spec, &args.brokers, input, output, partitions, None)?, &log)?), output)
+    };
+    let exited = |w: &mut Option<Watched>| w.as_mut().is_some_and(Watched::exited);
 
     // The measuring consumer, from the start of the output topic.
     let seen: Arc<Mutex<Seen>> = Arc::new(Mutex::new(vec![Vec::new(); partitions as usize]));
@@ -563,7 +596,7 @@ fn latency_run(args: &Args, spec: &Spec, percent: f64, rate: f64, input: &str, o
     produce(&args.brokers, input, &probes)?;
     let ready_by = Instant::now() + Duration::from_secs(300);
     while count.load(Ordering::Relaxed) < partitions as u64 {
-        if watched.exited() {
+        if exited(&mut watched) {
             stop.store(true, Ordering::Relaxed);
             bail!("{} ended before it was ready (log: {})\n{}", spec.name, log.display(), tail(&log, 15));
         }
@@ -589,7 +622,7 @@ fn latency_run(args: &Args, spec: &Spec, percent: f64, rate: f64, input: &str, o
     // Drain: until everything produced is in the output, at most 30 s.
     let want = partitions as u64 + produced.delivered;
     let drain_by = Instant::now() + Duration::from_secs(30);
-    while count.load(Ordering::Relaxed) < want && Instant::now() < drain_by && !watched.exited() {
+    while count.load(Ordering::Relaxed) < want && Instant::now() < drain_by && !exited(&mut watched) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let outstanding = want.saturating_sub(count.load(Ordering::Relaxed));
@@ -598,7 +631,9 @@ fn latency_run(args: &Args, spec: &Spec, percent: f64, rate: f64, input: &str, o
     }
     stop.store(true, Ordering::Relaxed);
     measurer.join().map_err(|_| anyhow::anyhow!("the measuring consumer panicked"))??;
-    let _ = watched.stop();
+    if let Some(w) = watched {
+        let _ = w.stop();
+    }
 
     // Join with the input's timestamps by partition and offset.
     let input_ts = read_timestamps(&args.brokers, input, partitions)?;
@@ -721,20 +756,30 @@ fn markdown(report: &Report, name: &str) -> String {
     if !report.throughput.is_empty() {
         out.push_str(&format!(
             "**Throughput**: {} generated visits (mean {} bytes of key + value), {} partitions, each contender into a fresh topic, median of {} interleaved round(s).\n\n\
-             | contender | records/s | MB/s | CPU s / M records (span) | CPU s / M records (process) | peak RSS MB | ratio to bare loop, 1 thread |\n|---|---:|---:|---:|---:|---:|---:|\n",
+             | contender | records/s | MB/s | CPU s / M records (span) | CPU s / M records (process) | peak RSS MB | ratio to bare loop, 1 thread | broker CPU s / M records | other load (cores) | steal (cores) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             report.records, report.value_bytes, report.partitions, report.rounds
         ));
         for t in &report.throughput {
             out.push_str(&format!(
-                "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} | {:.2} |\n",
-                t.name, t.median_records_per_s, t.median_mb_per_s, t.median_cpu_s_per_million, t.median_cpu_total_s_per_million, t.median_peak_rss_mb, t.ratio_to_bare_1_thread
+                "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                t.name,
+                t.median_records_per_s,
+                t.median_mb_per_s,
+                t.median_cpu_s_per_million,
+                t.median_cpu_total_s_per_million,
+                t.median_peak_rss_mb,
+                t.ratio_to_bare_1_thread,
+                t.median_broker_cpu_s_per_million,
+                t.median_other_cores,
+                t.median_steal_cores
             ));
         }
         out.push_str(
             "\nEach contender is a child process in its own process group; the span is its own timed span (from just before it starts \
              consuming until all N records are copied and acknowledged — Kafka Streams until its close, Spark until the output topic holds N records \
              and the last micro-batch's counts are done); JVM and Spark start-up are outside the span but inside \"process\". CPU and RSS cover \
-             the whole process group (Spark: the Python driver and its JVM), from /proc.\n\n",
+             the whole process group (Spark: the Python driver and its JVM), from /proc. Broker CPU is the broker's over the contender's whole run; \
+             \"other load\" is what everything else on the machine (other engineers' builds and tests) kept busy meanwhile, and \"steal\" what the hypervisor took from this VM's CPUs, both in cores out of the machine's.\n\n",
         );
     }
     if !report.latency.is_empty() {
@@ -772,6 +817,7 @@ fn write_all(name: &str, report: &Report, table: &str) -> anyhow::Result<()> {
         Kind::Observers => 2,
         Kind::KafkaStreams => 1,
         Kind::Spark => 3,
+        Kind::Direct => 5,
     };
     let bars: Vec<Bar> = report
         .throughput

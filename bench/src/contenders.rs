@@ -62,6 +62,7 @@ pub fn tidewatch(brokers: &str, input: &str, output: &str, workers: usize, obser
             observe: ObserveConfig::default(),
             output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
             opensearch: Default::default(),
+            profile: Default::default(),
         };
         run_observed(file, &cluster, JobControl::new())?
     } else {

@@ -25,6 +25,9 @@ pub struct FileConfig {
     /// The `[opensearch]` table: where observation documents are indexed.
     #[serde(default)]
     pub opensearch: tidewatch_engine::opensearch::OpenSearchConfig,
+    /// The `[profile]` table: windowed dataset profiles and their reports.
+    #[serde(default)]
+    pub profile: tidewatch_operators::profile::ProfileConfig,
 }
 
 impl FileConfig {
@@ -85,6 +88,9 @@ pub struct JobFlags {
     /// OpenSearch URL to index the observations into, e.g. http://127.0.0.1:9200 (`opensearch.url`).
     #[arg(long, value_name = "URL")]
     pub opensearch: Option<String>,
+    /// Write dataset profile reports to this directory (`profile.enabled`, `profile.dir`).
+    #[arg(long, value_name = "DIR")]
+    pub profiles: Option<std::path::PathBuf>,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -117,6 +123,7 @@ impl JobFlags {
             out,
             metrics_addr,
             opensearch,
+            profiles,
         } = self;
         if let Some(b) = brokers {
             file.kafka.set("bootstrap.servers", b.clone());
@@ -159,6 +166,10 @@ impl JobFlags {
         }
         if let Some(url) = opensearch {
             file.opensearch.url.clone_from(url);
+        }
+        if let Some(dir) = profiles {
+            file.profile.enabled = true;
+            file.profile.dir.clone_from(dir);
         }
         file.job.validate()?;
         Ok(file)
@@ -214,6 +225,22 @@ mod tests {
         assert_eq!(file.job.input_topic, "a");
         assert_eq!(file.job.output_topic, "c");
         assert_eq!(file.kafka.brokers(), "h:1");
+    }
+
+    #[test]
+    fn the_profile_table_rejects_unknown_keys_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("job.toml");
+        std::fs::write(&path, "[profile]\nenabled = true\nwindow = \"2m\"\ntop_k = 5\n").expect("write");
+        let file = FileConfig::load(&path).expect("loads");
+        assert!(file.profile.enabled);
+        assert_eq!((file.profile.window, file.profile.top_k), (std::time::Duration::from_secs(120), 5));
+        std::fs::write(&path, "[profile]\nenabled = true\ntopk = 5\n").expect("write");
+        let err = FileConfig::load(&path).expect_err("unknown key");
+        assert!(err.to_string().contains("topk"), "{err}");
+        let flags = JobFlags { profiles: Some("p".into()), ..JobFlags::default() };
+        let file = flags.resolve().expect("resolves");
+        assert!(file.profile.enabled && file.profile.dir == std::path::Path::new("p"));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tidewatch_engine::opensearch::OpenSearchConfig;
 use tidewatch_engine::{Cluster, JobConfig, JobControl, JobMetrics, KafkaConfig, RunSummary};
 use tidewatch_operators::alerts::{AlertRule, Comparison};
 use tidewatch_operators::observers::{ObserveConfig, ObserverMetrics};
+use tidewatch_operators::profile::ProfileConfig;
 
 use crate::config::{duration_flag, FileConfig};
 use crate::observer::run_observed_watching;
@@ -58,6 +59,12 @@ pub struct DemoArgs {
     /// Address of the /metrics endpoint, or "" for none.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,
+    /// Directory of the profile reports (default: `profiles` in the output directory).
+    #[arg(long, value_name = "DIR")]
+    pub profiles: Option<PathBuf>,
+    /// Profile window (a report per window).
+    #[arg(long, default_value = "10s", value_parser = duration_flag)]
+    pub profile_window: Duration,
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -103,6 +110,12 @@ pub fn run_demo(args: &DemoArgs, control: Arc<JobControl>) -> anyhow::Result<Dem
         observe,
         output: OutputConfig { dir: args.out.clone(), metrics_addr: args.metrics_addr.clone() },
         opensearch: OpenSearchConfig::default(),
+        profile: ProfileConfig {
+            enabled: true,
+            dir: args.profiles.clone().unwrap_or_else(|| args.out.join("profiles")),
+            window: args.profile_window,
+            ..ProfileConfig::default()
+        },
     };
     let mut progress = None;
     let result = run_observed_watching(

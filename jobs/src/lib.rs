@@ -6,5 +6,6 @@ pub mod demo;
 pub mod health;
 pub mod observer;
 pub mod outputs;
+pub mod profiles;
 pub mod signals;
 pub mod visits;

@@ -11,6 +11,7 @@ use tidewatch_operators::observers::{ObserverMetrics, ObserverPlan};
 
 use crate::config::FileConfig;
 use crate::outputs::{Latest, Outputs};
+use crate::profiles::ProfileWriter;
 
 /// Runs the job described by `file` with its observers and outputs until it ends.
 pub fn run_observed(file: FileConfig, cluster: &Cluster, control: Arc<JobControl>) -> anyhow::Result<RunSummary> {
@@ -36,19 +37,28 @@ pub fn run_observed_watching(
     observer_metrics: Arc<ObserverMetrics>,
     watch: impl FnOnce(Arc<Mutex<Latest>>),
 ) -> anyhow::Result<RunSummary> {
-    let FileConfig { job, kafka, observe, output, opensearch } = file;
+    let FileConfig { job, kafka, observe, output, opensearch, profile } = file;
     // Check everything before anything starts (files, ports).
     job.validate()?;
     kafka.consumer_config(&job.group_id)?;
     kafka.producer_config()?;
-    let plan = ObserverPlan::new(&observe, job.epoch_interval)?;
+    let plan = ObserverPlan::new(&observe, job.epoch_interval)?.with_profile(&profile, job.epoch_interval)?;
+    // Profiles are assembled on worker 0, which runs in process 0.
+    let profiles = if plan.profiles() && cluster.process == 0 { Some(ProfileWriter::start(&profile.dir, &opensearch)?) } else { None };
     let outputs = Outputs::start(&output, &opensearch, &job.input_topic, cluster.process, Arc::clone(&control), Arc::clone(&observer_metrics))?;
-    let observers = plan.attach(outputs.sinks.clone(), observer_metrics);
+    let mut observers = plan.attach(outputs.sinks.clone(), observer_metrics);
+    if let Some(writer) = &profiles {
+        observers = observers.with_profile_sink(writer.sender());
+    }
     watch(Arc::clone(&outputs.latest));
     tracing::info!(dir = %output.dir.display(), metrics = ?outputs.metrics_addr, "observations go to stats.ndjson and alerts.ndjson");
     let result = run_job(job, kafka, cluster, control, observers);
     let finished = outputs.finish().context("writing the observations");
+    let profiled = profiles.map(|writer| writer.finish().context("writing the profile reports"));
     let summary = result?;
     finished?;
+    if let Some(windows) = profiled.transpose()? {
+        tracing::info!(windows, dir = %profile.dir.display(), "profile reports written");
+    }
     Ok(summary)
 }

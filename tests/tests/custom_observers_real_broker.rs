@@ -46,6 +46,7 @@ fn real_broker_value_rules_and_reconciliation_equal_an_independent_count() -> an
         observe: ObserveConfig { window: Duration::from_millis(500), rules: rules.clone(), ..ObserveConfig::default() },
         output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
         opensearch: OpenSearchConfig::default(),
+        profile: Default::default(),
     };
     run_observed(file, &Cluster { workers: 2, ..Cluster::default() }, JobControl::new())?;
     let docs: Vec<StatsDoc> = read_ndjson(&dir.path().join("stats.ndjson"))?;

@@ -348,6 +348,7 @@ fn real_broker_malformed_input_is_copied_byte_exact_and_counted_in_the_right_cla
         observe: ObserveConfig { window: Duration::from_millis(500), ..ObserveConfig::default() },
         output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
         opensearch: Default::default(),
+        profile: Default::default(),
     };
     assert_eq!(file.observe.fields, FIELDS, "the default watched fields");
     let summary = run_observed(file, &Cluster::default(), JobControl::new())?;

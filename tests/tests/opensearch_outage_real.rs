@@ -78,6 +78,7 @@ fn real_opensearch_outage_loses_no_record_and_no_buffered_document() -> anyhow::
         observe: ObserveConfig { window: Duration::from_millis(500), ..ObserveConfig::default() },
         output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
         opensearch: OpenSearchConfig { url: node.url.clone(), ..OpenSearchConfig::default() },
+        profile: Default::default(),
     };
     let control = JobControl::new();
     let job_control = Arc::clone(&control);

@@ -35,6 +35,7 @@ fn real_opensearch_documents_equal_the_ndjson_stats_and_the_dashboard_query_adds
         observe: ObserveConfig { window: Duration::from_millis(500), ..ObserveConfig::default() },
         output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
         opensearch: OpenSearchConfig { url: url.clone(), stats_index: stats_index.clone(), alerts_index, ..OpenSearchConfig::default() },
+        profile: Default::default(),
     };
     let control = JobControl::new();
     let job_control = Arc::clone(&control);

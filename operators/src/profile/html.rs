@@ -367,21 +367,54 @@ fn top_chart(s: &FieldSummary, rows: u64) -> String {
     svg
 }
 
-/// An index page listing report files: `(file name, window start, records, alerts)`,
-/// newest first.
-pub fn render_index(entries: &[(String, String, u64, usize)]) -> String {
+/// One report in the index page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// File name without extension (`.html` and `.json` exist beside each other).
+    pub stem: String,
+    /// Window start, RFC 3339, as shown.
+    pub window_start: String,
+    /// Window end, RFC 3339.
+    pub window_end: String,
+    /// Records in the window, when known.
+    pub records: Option<u64>,
+    /// Alerts of the window, when known.
+    pub alerts: Option<usize>,
+}
+
+impl IndexEntry {
+    /// The entry of `profile` written under `stem`.
+    pub fn of(stem: &str, profile: &WindowProfile) -> IndexEntry {
+        IndexEntry {
+            stem: stem.to_owned(),
+            window_start: profile.window_start.clone(),
+            window_end: profile.window_end.clone(),
+            records: Some(profile.overview.records),
+            alerts: Some(profile.alerts.len()),
+        }
+    }
+}
+
+/// An index page listing reports, in the order given (newest first reads best).
+pub fn render_index(title: &str, entries: &[IndexEntry]) -> String {
     let mut h = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tidewatch profiles</title><style>{STYLE}</style></head><body>\
-         <header><h1>tidewatch profiles</h1><p>{} windows</p></header><main><section class=\"card\"><table>\
-         <tr><th>Window start</th><th>Records</th><th>Alerts</th><th>JSON</th></tr>",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\
+         <header><h1>{}</h1><p>{} reports</p></header><main><section class=\"card\"><table>\
+         <tr><th>Window start</th><th>Window end</th><th>Records</th><th>Alerts</th><th>JSON</th></tr>",
+        escape(title),
+        escape(title),
         entries.len()
     );
-    for (file, start, records, alerts) in entries.iter().rev() {
-        let file = escape(file);
+    let known = |n: Option<u64>| n.map_or_else(|| "–".to_owned(), |n| n.to_string());
+    for e in entries {
+        let stem = escape(&e.stem);
         let _ = write!(
             h,
-            "<tr><td><a href=\"{file}.html\">{}</a></td><td class=\"n\">{records}</td><td class=\"n\">{alerts}</td><td><a href=\"{file}.json\">json</a></td></tr>",
-            escape(start)
+            "<tr><td><a href=\"{stem}.html\">{}</a></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td><a href=\"{stem}.json\">json</a></td></tr>",
+            escape(&e.window_start),
+            escape(&e.window_end),
+            known(e.records),
+            known(e.alerts.map(|a| a as u64)),
         );
     }
     h.push_str("</table></section></main></body></html>\n");

@@ -71,7 +71,7 @@ use serde::{Deserialize, Serialize};
 
 pub use builder::{ProfileBuilder, MAX_DEPTH};
 pub use field::{FieldProfile, Lengths, Moments, TimeRange, TypeCounts, LENGTH_BOUNDS};
-pub use html::{render_html, render_index};
+pub use html::{render_html, render_index, IndexEntry};
 pub use report::{Drift, DriftKind, FieldSummary, Percentiles, ProfileAlert, ProfileAlertKind};
 pub use sketch::{Counter, Distinct, FrequentValues, Quantiles, ValueType, DISTINCT_STANDARD_ERROR, QUANTILE_RELATIVE_ERROR};
 pub use timestamp::parse_rfc3339_ms;

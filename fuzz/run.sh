@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes FieldSet::classify (fuzz_targets/classify.rs) for a bounded time.
+# Fuzzes the parse-and-observe path (fuzz_targets/classify.rs: FieldSet::classify, then
+# the value-rules and reconciliation observers) for a bounded time. scripts/test.sh runs it.
 #
 #   fuzz/run.sh [SECONDS] [LIBFUZZER-FLAGS...]   # default 60 s
 #

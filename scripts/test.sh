@@ -58,3 +58,12 @@ fi
 cargo run -q --locked -p tidewatch-operators --example custom_observer
 
 cargo test --workspace --locked "$@"
+
+# Malformed-input fuzzing of the parse-and-observe path for a bounded time: libFuzzer with
+# the nightly toolchain and cargo-fuzz (installed once and cached if missing), else the
+# seeded fallback. A crash or a broken invariant fails the run (the input is kept under
+# ~/.cache/tidewatch/fuzz/artifacts). TIDEWATCH_FUZZ_SECONDS=0 skips it.
+fuzz_seconds="${TIDEWATCH_FUZZ_SECONDS:-60}"
+if [ "$fuzz_seconds" != 0 ]; then
+  fuzz/run.sh "$fuzz_seconds"
+fi

@@ -10,6 +10,16 @@
 //!   `Object` (and anything else as `NotObject`), and every top-level watched field must
 //!   read as an independent look at the `Value` says.
 //!
+//!
+//! The same bytes then go through the observe path as a record value: the value-rules
+//! observer (one rule of each kind: regex, allowed set, numeric range, freshness, on
+//! top-level and nested fields) and the copy-reconciliation observer, run through the
+//! custom-observer dataflow (`run_observer`). Invariants: no panic; per rule, `checked` is
+//! 1 exactly when the field is present and not null (as `RecordView::field` reads it),
+//! violations never exceed it, and each rule's verdict agrees with an independent check
+//! of the regex, allowed and range rules; reconciliation counts a record read twice as
+//! consumed 2, repeated 1, no gap.
+//!
 //! Built by `cargo fuzz` (feature `libfuzzer`, the default) it is a libFuzzer target.
 //! Built with `--no-default-features` it is a plain binary that runs the same checks over a
 //! seeded pseudo-random corpus: `classify [SECONDS] [SEED]` (see `fuzz/run.sh`); it stops at the
@@ -20,7 +30,11 @@
 use std::sync::OnceLock;
 
 use serde_json::Value;
+use tidewatch_engine::Record;
 use tidewatch_operators::classify::{FieldKind, FieldSet, RecordKind};
+use tidewatch_operators::custom::{run_observer, RecordView};
+use tidewatch_operators::reconcile::Reconcile;
+use tidewatch_operators::value_rules::{ValueRule, ValueRules};
 
 /// The watched path sets: the default fields, nested paths (a parent watched along with
 /// its children), a single short name, and a deep path.
@@ -47,8 +61,77 @@ fn kind_of(value: &Value) -> FieldKind {
     }
 }
 
+/// The rules of the observe path: (name, field, how an independent check judges a
+/// present value; `None` when it cannot be judged without the clock).
+type Verdict = fn(&Value) -> Option<bool>;
+const RULES: [(&str, &str, Verdict); 4] = [
+    ("page", "page", |v| Some(v.as_str().is_some_and(|s| s == "home" || s.strip_prefix("page_").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))))),
+    ("browser", "context.technical.browser", |v| {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(_) | Value::Bool(_) => v.to_string(),
+            _ => return Some(false),
+        };
+        Some(text == "Chrome" || text == "Firefox" || text == "1")
+    }),
+    ("version", "a.b", |v| {
+        let n = v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse::<f64>().ok()));
+        Some(n.is_some_and(|n| (0.0..=26.0).contains(&n)))
+    }),
+    ("fresh", "event_time", |_| None),
+];
+
+fn value_rules() -> &'static ValueRules {
+    static RULES_OBSERVER: OnceLock<ValueRules> = OnceLock::new();
+    RULES_OBSERVER.get_or_init(|| {
+        let base = ValueRule { name: String::new(), field: String::new(), regex: None, allowed: None, min: None, max: None, max_age: None };
+        let rules = [
+            ValueRule { name: "page".into(), field: "page".into(), regex: Some("^(home|page_[0-9]+)$".into()), ..base.clone() },
+            ValueRule {
+                name: "browser".into(),
+                field: "context.technical.browser".into(),
+                allowed: Some(vec!["Chrome".into(), "Firefox".into(), "1".into()]),
+                ..base.clone()
+            },
+            ValueRule { name: "version".into(), field: "a.b".into(), min: Some(0.0), max: Some(26.0), ..base.clone() },
+            ValueRule { name: "fresh".into(), field: "event_time".into(), max_age: Some(std::time::Duration::from_secs(3600)), ..base },
+        ];
+        ValueRules::new(&rules).expect("valid rules")
+    })
+}
+
+/// The observe path: value rules and reconciliation over `data` as a record's value.
+pub fn check_observe(data: &[u8]) {
+    let record = Record { partition: 1, offset: 41, timestamp: Some(0), key: None, value: Some(data.into()), headers: vec![] };
+    let totals = run_observer(value_rules().clone(), vec![record.clone()]);
+    let view = RecordView::new(&record);
+    for (name, field, verdict) in RULES {
+        let value = view.field(field).filter(|v| !v.is_null());
+        let checked = totals.get(&format!("value_rules.{name}_checked")).copied();
+        let violations = totals.get(&format!("value_rules.{name}")).copied();
+        assert_eq!(checked, Some(i64::from(value.is_some())), "rule {name}: checked for {}", String::from_utf8_lossy(data));
+        assert!(violations.is_some_and(|v| (0..=1).contains(&v) && Some(v) <= checked), "rule {name}: {violations:?} violations");
+        if let Some(holds) = value.and_then(verdict) {
+            assert_eq!(violations, Some(i64::from(!holds)), "rule {name} on {value:?} in {}", String::from_utf8_lossy(data));
+        }
+    }
+    let mut again = record.clone();
+    again.offset = 42;
+    let totals = run_observer(Reconcile, vec![record.clone(), again, record]);
+    let want = [("reconcile.consumed", 3), ("reconcile.offset_gaps", 0), ("reconcile.repeated_offsets", 1)];
+    for (metric, n) in want {
+        assert_eq!(totals.get(metric).copied(), Some(n), "{metric}");
+    }
+}
+
 /// Checks every invariant for `data`; panics (with the offending input) on a violation.
 pub fn check(data: &[u8]) {
+    check_classify(data);
+    check_observe(data);
+}
+
+/// The classifier's invariants.
+fn check_classify(data: &[u8]) {
     let parsed = serde_json::from_slice::<Value>(data).ok();
     let utf8 = std::str::from_utf8(data).is_ok();
     for (paths, set) in field_sets() {

@@ -84,6 +84,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             {
                 println!("demo: produced {} visits to `visits`, copied {delivered} to `processed_visits`", summary.produced);
                 println!("demo: read {} records ({} bytes) in total", summary.job.records_in, summary.job.bytes_in);
+                let profiles = args.profiles.clone().unwrap_or_else(|| args.out.join("profiles"));
+                println!("demo: profile reports in {}", profiles.join("index.html").display());
             }
             Ok(())
         }

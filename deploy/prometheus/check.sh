@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Validates the Prometheus configuration, the alert rules and their unit tests:
+# Validates the Prometheus configuration, the alert rules and their unit tests, and the
+# PromQL syntax of the Grafana dashboards:
 #   promtool check config, promtool check rules, promtool test rules.
 # Installs Debian's prometheus package (which ships promtool) when promtool is missing;
 # that needs root. Exits non-zero when anything fails. Runs from any directory.
@@ -32,6 +33,11 @@ run() {
 run promtool check config deploy/prometheus/prometheus.yml
 run promtool check rules deploy/prometheus/tidewatch-rules.yml deploy/prometheus/kafka-rules.yml
 run promtool test rules deploy/prometheus/tidewatch-rules.test.yml deploy/prometheus/kafka-rules.test.yml
+# The dashboards' PromQL, as recording rules, through promtool's parser.
+dashboard_rules="$(mktemp --suffix=.yml)"
+trap 'rm -f "$dashboard_rules"' EXIT
+run python3 deploy/check-dashboard-metrics.py --as-rules "$dashboard_rules"
+run promtool check rules "$dashboard_rules"
 
 if [ "$status" -eq 0 ]; then
   echo "check.sh: all Prometheus checks passed"

@@ -226,10 +226,14 @@ impl Observe for Observers {
         let records_for_custom = records.clone();
 
         // Dataset profiles: partial profiles per worker and window, merged by field, assembled on worker 0.
-        if let (Some((config, window_ms)), Some(sink)) = (&self.profile, &self.profile_sink) {
-            let sink = sink.clone();
+        // Every worker builds the operators (their exchanges span all workers); worker 0,
+        // in process 0, hands the profiles to the sink.
+        if let Some((config, window_ms)) = &self.profile {
+            let sink = self.profile_sink.clone();
             records.clone().profile_windows(Arc::clone(config), *window_ms).inspect(move |profile| {
-                let _ = sink.send(profile.clone());
+                if let Some(sink) = &sink {
+                    let _ = sink.send(profile.clone());
+                }
             });
         }
 

@@ -411,6 +411,7 @@ fn profile_time_of_100_000_visits_single_threaded() {
     let total = started.elapsed().as_secs_f64() * 1000.0;
     times.sort_by(f64::total_cmp);
     let unique: HashSet<usize> = records.iter().map(Vec::len).collect();
+    #[allow(clippy::print_stdout)] // the measurement is this test's output
     println!(
         "profile of {} visits ({} bytes, {} distinct sizes, {fields} fields): median {:.1} ms, min {:.1} ms, max {:.1} ms over {} runs; with summary, HTML ({} bytes) and JSON ({} bytes): {total:.1} ms",
         records.len(),

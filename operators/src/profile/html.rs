@@ -272,7 +272,7 @@ fn bars_svg(bars: &[(String, f64)], first: &str, last: &str) -> String {
     let max = bars.iter().map(|b| b.1).fold(0.0, f64::max);
     let n = bars.len().max(1) as f64;
     let bw = w / n;
-    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" role=\"img\">", hgt + 16.0);
+    let mut svg = format!("<svg width=\"{w}\" height=\"{}\" role=\"img\">", hgt + 16.0);
     for (i, (label, count)) in bars.iter().enumerate() {
         let bh = if max > 0.0 { count / max * hgt } else { 0.0 };
         let _ = write!(
@@ -342,7 +342,7 @@ fn top_chart(s: &FieldSummary, rows: u64) -> String {
     let row_h = 18.0;
     let (w, label_w) = (360.0, 150.0);
     let max = s.top.iter().map(|c| c.count).max().unwrap_or(1).max(1) as f64;
-    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" role=\"img\">", row_h * s.top.len() as f64 + 2.0);
+    let mut svg = format!("<svg width=\"{w}\" height=\"{}\" role=\"img\">", row_h * s.top.len() as f64 + 2.0);
     for (i, c) in s.top.iter().enumerate() {
         let y = i as f64 * row_h;
         let shown: String = if c.value.chars().count() > 22 { format!("{}…", c.value.chars().take(21).collect::<String>()) } else { c.value.clone() };

@@ -61,6 +61,8 @@ mod field;
 mod html;
 mod report;
 pub mod sketch;
+#[cfg(test)]
+mod tests;
 mod timestamp;
 
 use std::collections::BTreeMap;

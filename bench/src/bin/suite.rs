@@ -429,10 +429,17 @@ fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::
             let (broker_s, busy_s, steal_s) =
                 (process_cpu_seconds(broker) - broker0, machine_busy_seconds() - busy0, machine_steal_seconds() - steal0);
             let _ = delete_topics(&args.brokers, &[&output]);
-            let outcome = outcome?;
-            if outcome.records != args.records as u64 {
-                bail!("{} copied {} of {} records (log: {})", spec.name, outcome.records, args.records, log.display());
-            }
+            let outcome = match outcome {
+                Ok(o) if o.records == args.records as u64 => o,
+                Ok(o) => {
+                    progress.say(&format!("    failed: copied {} of {} records (log: {})", o.records, args.records, log.display()));
+                    continue;
+                }
+                Err(e) => {
+                    progress.say(&format!("    failed: {e:#}"));
+                    continue;
+                }
+            };
             let rate = outcome.records as f64 / outcome.seconds;
             let other_cores = ((busy_s - outcome.cpu_total_s - broker_s) / outcome.wall_s).max(0.0);
             let steal_cores = steal_s / outcome.wall_s;
@@ -457,6 +464,7 @@ fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::
     let bare = m(SPECS[0].name, &|o| o.records as f64 / o.seconds);
     let results = specs
         .iter()
+        .filter(|spec| samples.contains_key(spec.name))
         .map(|spec| {
             let rate = m(spec.name, &|o| o.records as f64 / o.seconds);
             Throughput {
@@ -834,7 +842,7 @@ fn write_all(name: &str, report: &Report, table: &str) -> anyhow::Result<()> {
     let mut series = Vec::new();
     let names: Vec<&str> = LATENCY_SPECS.iter().copied().filter(|n| report.latency.iter().any(|l| l.name == *n)).collect();
     for n in &names {
-        let kind = SPECS.iter().find(|s| s.name == *n).map_or(Kind::Bare, |s| s.kind);
+        let kind = SPECS.iter().chain([&DIRECT]).find(|s| s.name == *n).map_or(Kind::Bare, |s| s.kind);
         let of = |f: &dyn Fn(&Latency) -> f64| report.latency.iter().filter(|l| l.name == *n).map(|l| (l.offered_per_s, f(l))).collect::<Vec<_>>();
         series.push(Series { name: format!("{n}: p99"), points: of(&|l| l.p99_ms), colour: colour(kind), dashed: false });
         series.push(Series { name: format!("{n}: p50"), points: of(&|l| l.p50_ms), colour: colour(kind), dashed: true });

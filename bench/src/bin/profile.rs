@@ -140,7 +140,7 @@ fn time_tidewatch(
     sample: &mut Option<Output>,
 ) -> anyhow::Result<()> {
     for _ in 0..args.runs {
-        let (timing, output) = profile_in_memory(&visits.values);
+        let (timing, output) = profile_in_memory(visits);
         eprintln!(
             "run {}: tidewatch in memory     {:.3} s, {:.3} CPU s (observe + finish {:.3} s, render_html {:.2} ms)",
             in_memory.len() + 1,
@@ -151,7 +151,7 @@ fn time_tidewatch(
         );
         in_memory.push(timing);
         sample.get_or_insert(output);
-        let (timing, _) = profile_from_ndjson(ndjson)?;
+        let (timing, _) = profile_from_ndjson(ndjson, visits.window)?;
         eprintln!(
             "run {}: tidewatch from NDJSON   {:.3} s, {:.3} CPU s (read {:.3} s, observe + finish {:.3} s, render_html {:.2} ms)",
             from_file.len() + 1,
@@ -207,15 +207,15 @@ struct Output {
 }
 
 /// Profiles the values in memory: builder, finish, HTML.
-fn profile_in_memory(values: &[Option<Vec<u8>>]) -> (Timing, Output) {
+fn profile_in_memory(visits: &Visits) -> (Timing, Output) {
     let cpu0 = thread_cpu_seconds();
     let start = Instant::now();
     let config = ProfileConfig::default();
     let mut builder = ProfileBuilder::new(&config);
-    for value in values {
+    for value in &visits.values {
         builder.observe(value.as_deref());
     }
-    let profile = finish(builder, &config);
+    let profile = finish(builder, &config, visits.window);
     let profiled = Instant::now();
     let html = render_html(&profile);
     let end = Instant::now();
@@ -231,7 +231,7 @@ fn profile_in_memory(values: &[Option<Vec<u8>>]) -> (Timing, Output) {
 }
 
 /// Profiles the NDJSON file: read, split into lines, builder, finish, HTML.
-fn profile_from_ndjson(path: &Path) -> anyhow::Result<(Timing, Output)> {
+fn profile_from_ndjson(path: &Path, window: (u64, u64)) -> anyhow::Result<(Timing, Output)> {
     let cpu0 = thread_cpu_seconds();
     let start = Instant::now();
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -241,7 +241,7 @@ fn profile_from_ndjson(path: &Path) -> anyhow::Result<(Timing, Output)> {
     for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         builder.observe(Some(line));
     }
-    let profile = finish(builder, &config);
+    let profile = finish(builder, &config, window);
     let profiled = Instant::now();
     let html = render_html(&profile);
     let end = Instant::now();
@@ -257,9 +257,9 @@ fn profile_from_ndjson(path: &Path) -> anyhow::Result<(Timing, Output)> {
 }
 
 /// The builder's profile as one window's (summaries and alerts computed), as the job
-/// makes it.
-fn finish(builder: ProfileBuilder, config: &ProfileConfig) -> WindowProfile {
-    WindowProfile::new(0, 60_000, builder.finish(), config)
+/// makes it; the window spans the records' event times.
+fn finish(builder: ProfileBuilder, config: &ProfileConfig, (start_ms, end_ms): (u64, u64)) -> WindowProfile {
+    WindowProfile::new(start_ms, end_ms, builder.finish(), config)
 }
 
 /// One contender's figures over its runs.
@@ -516,14 +516,25 @@ fn markdown(report: &Report) -> String {
 /// The generated values, in memory.
 struct Visits {
     values: Vec<Option<Vec<u8>>>,
+    /// From the earliest event time to just after the latest, ms since the Unix epoch.
+    window: (u64, u64),
 }
 
 impl Visits {
     /// `records` visits from the generator with the default fault mix.
     fn generate(records: u64, seed: u64) -> Visits {
         let mut generator = VisitGenerator::new(GeneratorConfig { seed, ..GeneratorConfig::default() });
-        let values = (0..records).map(|_| generator.next_borrowed().value.map(<[u8]>::to_vec)).collect();
-        Visits { values }
+        let (mut first, mut last) = (i64::MAX, i64::MIN);
+        let values = (0..records)
+            .map(|_| {
+                let record = generator.next_borrowed();
+                first = first.min(record.timestamp_ms);
+                last = last.max(record.timestamp_ms);
+                record.value.map(<[u8]>::to_vec)
+            })
+            .collect();
+        let ms = |t: i64| u64::try_from(t).unwrap_or(0);
+        Visits { values, window: if first <= last { (ms(first), ms(last) + 1) } else { (0, 0) } }
     }
 
     fn mean_value_bytes(&self) -> f64 {

@@ -24,6 +24,7 @@ use tidewatch_jobs::observer::run_observed;
 use tidewatch_jobs::outputs::OutputConfig;
 use tidewatch_jobs::visits::{GeneratorConfig, VisitGenerator};
 use tidewatch_operators::observers::ObserveConfig;
+use tidewatch_operators::profile::ProfileConfig;
 use tidewatch_tests::unique_topic;
 
 /// Producer settings every librdkafka contender uses (tidewatch's defaults): idempotent,
@@ -42,8 +43,15 @@ pub fn make_records(n: usize, partitions: i32) -> Vec<Record> {
 
 /// Runs the tidewatch job in this process: with `until_end`, until the input's high
 /// watermarks seen at start are copied; otherwise until the process is ended. Returns
-/// the records delivered.
+/// the records delivered. `observers`: the default observers (quality, lag, stats
+/// windows, alerts); `profile`: the dataset profile too (60 s windows, reports to a
+/// temporary directory).
 pub fn tidewatch(brokers: &str, input: &str, output: &str, workers: usize, observers: bool, until_end: bool) -> anyhow::Result<u64> {
+    tidewatch_with(brokers, input, output, workers, observers, false, until_end)
+}
+
+/// [`tidewatch`], with the dataset profile on or off.
+pub fn tidewatch_with(brokers: &str, input: &str, output: &str, workers: usize, observers: bool, profile: bool, until_end: bool) -> anyhow::Result<u64> {
     let job = JobConfig {
         input_topic: input.to_owned(),
         output_topic: output.to_owned(),
@@ -62,7 +70,7 @@ pub fn tidewatch(brokers: &str, input: &str, output: &str, workers: usize, obser
             observe: ObserveConfig::default(),
             output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
             opensearch: Default::default(),
-            profile: Default::default(),
+            profile: ProfileConfig { enabled: profile, dir: dir.path().join("profiles"), ..ProfileConfig::default() },
         };
         run_observed(file, &cluster, JobControl::new())?
     } else {

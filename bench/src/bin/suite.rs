@@ -36,7 +36,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
-use tidewatch_bench::contenders::{bare_loop, make_records, peer_script, tidewatch};
+use tidewatch_bench::contenders::{bare_loop, make_records, peer_script, tidewatch_with};
 use tidewatch_bench::procwatch::{tail, Outcome, Watched};
 use tidewatch_bench::svg::{self, Bar, Series};
 use tidewatch_bench::{broker_pid, delete_topics, machine_busy_seconds, machine_steal_seconds, median, process_cpu_seconds, results_dir, Machine};
@@ -103,7 +103,7 @@ enum Sub {
 
 #[derive(Debug, clap::Args)]
 struct ContenderArgs {
-    /// bare, passthrough or observers.
+    /// bare, passthrough, observers or profiled (observers and the dataset profile).
     #[arg(long)]
     kind: String,
     #[arg(long, default_value_t = 1)]
@@ -128,6 +128,8 @@ enum Kind {
     Bare,
     Passthrough,
     Observers,
+    /// The observers and the dataset profile.
+    Profiled,
     KafkaStreams,
     Spark,
     /// No copy: the measuring consumer reads the input topic (the latency floor).
@@ -148,6 +150,8 @@ const SPECS: &[Spec] = &[
     Spec { name: "tidewatch passthrough, 2 workers", kind: Kind::Passthrough, workers: 2 },
     Spec { name: "tidewatch + observers, 1 worker", kind: Kind::Observers, workers: 1 },
     Spec { name: "tidewatch + observers, 2 workers", kind: Kind::Observers, workers: 2 },
+    Spec { name: "tidewatch + observers + profile, 1 worker", kind: Kind::Profiled, workers: 1 },
+    Spec { name: "tidewatch + observers + profile, 2 workers", kind: Kind::Profiled, workers: 2 },
     Spec { name: "Kafka Streams, 1 thread", kind: Kind::KafkaStreams, workers: 1 },
     Spec { name: "Kafka Streams, 2 threads", kind: Kind::KafkaStreams, workers: 2 },
     Spec { name: "Spark, local[2]", kind: Kind::Spark, workers: 2 },
@@ -320,8 +324,9 @@ fn run_contender(c: &ContenderArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let records = match c.kind.as_str() {
         "bare" => bare_loop(&c.brokers, &c.input, &c.output, c.partitions, c.workers, c.continuous.then_some(&*stop))?,
-        "passthrough" => tidewatch(&c.brokers, &c.input, &c.output, c.workers, false, !c.continuous)?,
-        "observers" => tidewatch(&c.brokers, &c.input, &c.output, c.workers, true, !c.continuous)?,
+        "passthrough" => tidewatch_with(&c.brokers, &c.input, &c.output, c.workers, false, false, !c.continuous)?,
+        "observers" => tidewatch_with(&c.brokers, &c.input, &c.output, c.workers, true, false, !c.continuous)?,
+        "profiled" => tidewatch_with(&c.brokers, &c.input, &c.output, c.workers, true, true, !c.continuous)?,
         other => bail!("unknown contender kind {other}"),
     };
     println!("{{\"records\":{records},\"seconds\":{:.4}}}", start.elapsed().as_secs_f64());
@@ -330,10 +335,11 @@ fn run_contender(c: &ContenderArgs) -> anyhow::Result<()> {
 
 fn command(spec: &Spec, brokers: &str, input: &str, output: &str, partitions: i32, expect: Option<usize>) -> anyhow::Result<Command> {
     Ok(match spec.kind {
-        Kind::Bare | Kind::Passthrough | Kind::Observers => {
+        Kind::Bare | Kind::Passthrough | Kind::Observers | Kind::Profiled => {
             let kind = match spec.kind {
                 Kind::Bare => "bare",
                 Kind::Passthrough => "passthrough",
+                Kind::Profiled => "profiled",
                 _ => "observers",
             };
             let mut cmd = Command::new(std::env::current_exe()?);
@@ -786,7 +792,8 @@ fn markdown(report: &Report, name: &str) -> String {
             "\nEach contender is a child process in its own process group; the span is its own timed span (from just before it starts \
              consuming until all N records are copied and acknowledged — Kafka Streams until its close, Spark until the output topic holds N records \
              and the last micro-batch's counts are done); JVM and Spark start-up are outside the span but inside \"process\". CPU and RSS cover \
-             the whole process group (Spark: the Python driver and its JVM), from /proc. Broker CPU is the broker's over the contender's whole run; \
+             the whole process group (Spark: the Python driver and its JVM), from /proc. \"+ observers\" is the job's default observers (quality, lag, stats windows, alerts, NDJSON outputs); \"+ profile\" adds the dataset profile \
+             (per-field sketches of every record, 60 s windows, so no report is rendered within a run). Broker CPU is the broker's over the contender's whole run; \
              \"other load\" is what everything else on the machine (other engineers' builds and tests) kept busy meanwhile, and \"steal\" what the hypervisor took from this VM's CPUs, both in cores out of the machine's.\n\n",
         );
     }
@@ -823,6 +830,7 @@ fn write_all(name: &str, report: &Report, table: &str) -> anyhow::Result<()> {
         Kind::Bare => 7,
         Kind::Passthrough => 0,
         Kind::Observers => 2,
+        Kind::Profiled => 4,
         Kind::KafkaStreams => 1,
         Kind::Spark => 3,
         Kind::Direct => 5,

@@ -6,6 +6,10 @@
 //! of the latest such epoch (asynchronously), and, when the frontier is empty at the end
 //! of the job, its final positions (synchronously). At-least-once: an offset is never
 //! committed before its record is in the output topic.
+//!
+//! Attached in at-least-once mode only: in exactly-once mode the sink sends the offsets
+//! within each epoch's transaction ([`crate::kafka::sink::KafkaSink::build_exactly_once`])
+//! and nothing else commits.
 
 use std::rc::Rc;
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! [`ProfileBuilder`]: profiles raw record values in one pass.
 //!
-//! Each value is parsed once with a streaming serde visitor (no `serde_json::Value`).
+//! Each value is parsed once, by a strict byte scanner for the common case
+//! (`fast.rs`) or, when that gives up, a streaming serde visitor (no
+//! `serde_json::Value` either way).
 //! Field paths are interned in a tree of keys, so a record whose keys were seen before
 //! allocates nothing: a key is found by comparing it with the sibling that followed the
 //! previous key last time (records of one producer keep their key order), then by a
@@ -13,6 +15,7 @@ use std::fmt::{self, Write as _};
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::fast::{scan, Scan};
 use super::field::{FieldProfile, TimeRange};
 use super::sketch::ValueType;
 use super::timestamp::parse_rfc3339_ms;
@@ -50,7 +53,7 @@ struct Children {
 
 /// The interned field paths.
 #[derive(Debug)]
-struct Schema {
+pub(super) struct Schema {
     names: Vec<Box<str>>,
     /// Children of each field, by field id.
     children: Vec<Children>,
@@ -62,7 +65,7 @@ impl Schema {
     /// The id of `key` under `parent` (the root when `None`), interning it if new and
     /// there is room.
     #[inline]
-    fn child(&mut self, parent: Option<u32>, key: &str) -> Option<u32> {
+    pub(super) fn child(&mut self, parent: Option<u32>, key: &str) -> Option<u32> {
         let children = match parent {
             None => &mut self.root,
             Some(p) => self.children.get_mut(p as usize)?,
@@ -108,7 +111,7 @@ impl Schema {
 
 /// One value of the record being parsed.
 #[derive(Debug, Clone, Copy)]
-enum Event {
+pub(super) enum Event {
     Null(u32),
     Bool(u32, bool),
     Int(u32, i128),
@@ -155,6 +158,16 @@ impl ProfileBuilder {
     /// Profiles one record value: `None` is a tombstone, bytes that are not JSON (or not
     /// UTF-8) are counted as unparseable, JSON that is not an object as `not_object`.
     pub fn observe(&mut self, value: Option<&[u8]>) {
+        self.observe_inner(value, true);
+    }
+
+    /// [`Self::observe`] without the fast scanner (to compare the two).
+    #[cfg(test)]
+    pub(crate) fn observe_with_serde(&mut self, value: Option<&[u8]>) {
+        self.observe_inner(value, false);
+    }
+
+    fn observe_inner(&mut self, value: Option<&[u8]>, fast: bool) {
         self.overview.records += 1;
         let Some(bytes) = value else {
             self.overview.tombstones += 1;
@@ -167,6 +180,23 @@ impl ProfileBuilder {
         };
         self.events.clear();
         self.text.clear();
+        if fast {
+            match scan(text, &mut self.schema, &mut self.events, &mut self.text) {
+                Scan::Object => {
+                    self.overview.objects += 1;
+                    self.apply();
+                    return;
+                }
+                Scan::NotObject => {
+                    self.overview.not_object += 1;
+                    return;
+                }
+                Scan::GiveUp => {
+                    self.events.clear();
+                    self.text.clear();
+                }
+            }
+        }
         let mut de = serde_json::Deserializer::from_str(text);
         let mut walk = Walk { schema: &mut self.schema, events: &mut self.events, text: &mut self.text };
         let parsed = RootSeed { walk: &mut walk }.deserialize(&mut de).and_then(|is_object| de.end().map(|()| is_object));

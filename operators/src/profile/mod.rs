@@ -57,6 +57,7 @@
 
 mod builder;
 pub mod dataflow;
+mod fast;
 mod field;
 mod html;
 mod report;

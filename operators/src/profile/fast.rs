@@ -1,0 +1,312 @@
+//! A strict JSON scanner for the common case: records without escapes in their strings,
+//! integers of at most 18 digits, nesting within [`MAX_DEPTH`]. It walks the bytes once,
+//! interning keys and buffering the same events as the serde path, about twice as fast.
+//! Anything else (an escape, a control character, a float, a long or negative-zero
+//! number, deep arrays, or any syntax error) makes it give up, and the record is parsed
+//! again by the serde path, which decides; so the two cannot disagree on what a record
+//! holds or whether it is JSON.
+
+use super::builder::{Event, Schema, MAX_DEPTH};
+
+/// What the scanner made of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scan {
+    /// A JSON object; its events are buffered.
+    Object,
+    /// JSON that is not an object.
+    NotObject,
+    /// Not decided here: parse with serde.
+    GiveUp,
+}
+
+/// Deepest array nesting skipped here.
+const MAX_SKIP_DEPTH: u32 = 64;
+
+struct Scanner<'a, 'b> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+    schema: &'b mut Schema,
+    events: &'b mut Vec<Event>,
+    out: &'b mut String,
+}
+
+/// Scans `text` (valid UTF-8), pushing events and string values into `events` and `out`.
+pub(super) fn scan(text: &str, schema: &mut Schema, events: &mut Vec<Event>, out: &mut String) -> Scan {
+    let mut s = Scanner { text, bytes: text.as_bytes(), at: 0, schema, events, out };
+    s.ws();
+    let result = if s.peek() == Some(b'{') {
+        s.at += 1;
+        s.object(None, 0).map(|_| Scan::Object)
+    } else {
+        s.skip(0).map(|_| Scan::NotObject)
+    };
+    s.ws();
+    match result {
+        Some(scan) if s.at == s.bytes.len() => scan,
+        _ => Scan::GiveUp,
+    }
+}
+
+impl Scanner<'_, '_> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    #[inline]
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// A string without escapes or control characters, after its opening quote: its byte
+    /// range (quotes excluded).
+    #[inline]
+    fn string(&mut self) -> Option<(usize, usize)> {
+        let start = self.at;
+        let rest = self.bytes.get(start..)?;
+        let len = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        self.at = start + len + 1;
+        Some((start, start + len))
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.bytes.get(self.at..self.at + word.len())? == word {
+            self.at += word.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// An integer of at most 18 digits (not `-0`); anything else gives up.
+    fn integer(&mut self) -> Option<i64> {
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.at += 1;
+        }
+        let start = self.at;
+        let digits = self.bytes.get(start..)?.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 18 || (digits > 1 && self.bytes[start] == b'0') {
+            return None;
+        }
+        self.at += digits;
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let mut n: i64 = 0;
+        for &c in &self.bytes[start..start + digits] {
+            n = n * 10 + i64::from(c - b'0');
+        }
+        if negative {
+            if n == 0 {
+                return None;
+            }
+            n = -n;
+        }
+        Some(n)
+    }
+
+    /// The entries of an object after its `{`, under `parent`; returns whether it was empty.
+    fn object(&mut self, parent: Option<u32>, depth: u32) -> Option<bool> {
+        self.ws();
+        if self.eat(b'}').is_some() {
+            return Some(true);
+        }
+        loop {
+            self.ws();
+            self.eat(b'"')?;
+            let (a, b) = self.string()?;
+            let key = self.text.get(a..b)?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            match self.schema.child(parent, key) {
+                Some(field) => self.value(field, depth + 1)?,
+                None => {
+                    self.skip(depth + 1)?;
+                    self.events.push(Event::Dropped);
+                }
+            }
+            self.ws();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(false);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The value of `field` at nesting `depth`.
+    fn value(&mut self, field: u32, depth: u32) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                let (a, b) = self.string()?;
+                let start = u32::try_from(self.out.len()).ok()?;
+                self.out.push_str(self.text.get(a..b)?);
+                let end = u32::try_from(self.out.len()).ok()?;
+                self.events.push(Event::Str(field, start, end));
+            }
+            b'{' => {
+                self.at += 1;
+                let empty = if depth >= MAX_DEPTH {
+                    self.at -= 1;
+                    let empty = self.skip(depth)?;
+                    if !empty {
+                        self.events.push(Event::TooDeep);
+                    }
+                    empty
+                } else {
+                    self.object(Some(field), depth)?
+                };
+                self.events.push(Event::Object(field, empty));
+            }
+            b'[' => {
+                let empty = self.skip(depth)?;
+                self.events.push(Event::Array(field, empty));
+            }
+            b't' => {
+                self.literal(b"true")?;
+                self.events.push(Event::Bool(field, true));
+            }
+            b'f' => {
+                self.literal(b"false")?;
+                self.events.push(Event::Bool(field, false));
+            }
+            b'n' => {
+                self.literal(b"null")?;
+                self.events.push(Event::Null(field));
+            }
+            b'-' | b'0'..=b'9' => {
+                let n = self.integer()?;
+                self.events.push(Event::Int(field, i128::from(n)));
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// Checks and skips any value; returns whether it was an empty array or object.
+    fn skip(&mut self, depth: u32) -> Option<bool> {
+        if depth > MAX_SKIP_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                self.string()?;
+            }
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            b'-' | b'0'..=b'9' => {
+                self.integer()?;
+            }
+            open @ (b'[' | b'{') => {
+                self.at += 1;
+                let close = if open == b'[' { b']' } else { b'}' };
+                self.ws();
+                if self.eat(close).is_some() {
+                    return Some(true);
+                }
+                loop {
+                    self.ws();
+                    if open == b'{' {
+                        self.eat(b'"')?;
+                        self.string()?;
+                        self.ws();
+                        self.eat(b':')?;
+                        self.ws();
+                    }
+                    self.skip(depth + 1)?;
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.at += 1,
+                        c if c == close => {
+                            self.at += 1;
+                            return Some(false);
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            _ => return None,
+        }
+        Some(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ProfileBuilder, ProfileConfig};
+
+    /// The fast path and the serde path agree on every record, fast or not.
+    #[test]
+    fn agrees_with_the_serde_path() {
+        let records: [&[u8]; 24] = [
+            br#"{"a":1,"b":"x","c":{"d":[1,{"e":2}],"f":{}},"g":null,"h":true,"i":false,"j":[]}"#,
+            br#" { "a" : -12 , "b" : "" } "#,
+            br#"{"a":1.5}"#,
+            br#"{"a":-0}"#,
+            br#"{"a":0}"#,
+            br#"{"a":01}"#,
+            br#"{"a":1e3}"#,
+            br#"{"a":123456789012345678901}"#,
+            br#"{"a":"esc\"aped"}"#,
+            br#"{"k\u0041":1}"#,
+            br#"{"a":1,}"#,
+            br#"{"a":[1,]}"#,
+            br#"{"a" 1}"#,
+            br#"{"a":tru}"#,
+            br#"[1,2,{"a":3}]"#,
+            br#""s""#,
+            br#"12"#,
+            br#"-"#,
+            br#"{"a":1}{"#,
+            b"{\"a\":\"tab\there\"}",
+            b"{\"a\":\"caf\xc3\xa9\"}",
+            br#"{"a":{"b":{"c":{"d":1}}},"a":2}"#,
+            br#"{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+            b"",
+        ];
+        for record in records {
+            let config = ProfileConfig::default();
+            let mut fast = ProfileBuilder::new(&config);
+            fast.observe(Some(record));
+            let mut slow = ProfileBuilder::new(&config);
+            slow.observe_with_serde(Some(record));
+            let (fast, slow) = (fast.finish(), slow.finish());
+            let shown = String::from_utf8_lossy(record);
+            assert_eq!(fast.overview, slow.overview, "{shown}");
+            assert_eq!(fast.fields.keys().collect::<Vec<_>>(), slow.fields.keys().collect::<Vec<_>>(), "{shown}");
+            for (name, f) in &fast.fields {
+                let s = &slow.fields[name];
+                assert_eq!(
+                    (f.present, f.types, f.empty(), f.numeric, &f.lengths, f.timestamps),
+                    (s.present, s.types, s.empty(), s.numeric, &s.lengths, s.timestamps),
+                    "{shown}"
+                );
+                assert_eq!((f.frequent.sorted(), f.distinct.estimate()), (s.frequent.sorted(), s.distinct.estimate()), "{shown}");
+            }
+        }
+    }
+}

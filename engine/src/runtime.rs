@@ -156,7 +156,18 @@ pub fn run_job<O: Observe>(
     job.validate()?;
     let timely_config = cluster.timely_config()?;
     let kafka = kafka.for_guarantee(job.guarantee)?;
-    let mut plan = TopicPlan::resolve(&job, &kafka)?;
+    // The first plan checks the brokers and topics. In exactly-once mode the consumer reads
+    // committed offsets as "stable", which waits for a crashed instance's open transaction
+    // until fencing (below) aborts it; so this first look reads them unstable, and the plan
+    // is made again once the previous instance is fenced.
+    let mut plan = match job.guarantee {
+        Guarantee::AtLeastOnce => TopicPlan::resolve(&job, &kafka)?,
+        Guarantee::ExactlyOnce => {
+            let mut first_look = kafka.clone();
+            first_look.consumer.insert("isolation.level".to_owned(), "read_uncommitted".to_owned());
+            TopicPlan::resolve(&job, &first_look)?
+        }
+    };
     // Exactly-once: fence the previous run of this process's workers (aborting its open
     // transactions) before reading where to start, so the committed offsets are final.
     let first_worker = cluster.process * cluster.workers;

@@ -3,7 +3,9 @@
 //! same partition, same order, for 1 and 3 workers and 2 processes × 2 workers; the
 //! input offsets are committed within the transactions (a second run copies nothing);
 //! a second instance with the same transactional ids fences the first, which fails
-//! cleanly, and the output still holds each record once. (Crashes of the broker and of
+//! cleanly, and the output still holds each record once; a job started over the open
+//! transaction of a crashed instance (records and offsets sent, never committed) fences it
+//! and runs through, its records never visible. (Crashes of the broker and of
 //! the job are in `faults_real_broker.rs`.)
 
 use std::time::{Duration, Instant};
@@ -160,5 +162,49 @@ fn real_broker_exactly_once_second_instance_fences_the_first() -> anyhow::Result
     let input = read_topic(&brokers, &topics.input, true)?;
     assert_eq!(input.values().map(Vec::len).sum::<usize>() as u64, COUNT);
     assert_exactly_once(&input, &read_topic(&brokers, &topics.output, true)?);
+    Ok(())
+}
+
+/// A crashed instance left a transaction open with records and offsets in it: the
+/// restarted job must fence it (aborting it) before it reads where to start — it used to
+/// wait for the open transaction's offsets and fail until the broker timed it out.
+#[test]
+fn real_broker_exactly_once_restart_over_an_open_transaction_fences_it_and_runs_through() -> anyhow::Result<()> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let (brokers, topics) = setup("eos-open")?;
+    let records = corpus(2_000, PARTITIONS, false);
+    produce(&brokers, &topics.input, &records)?;
+    let (job, kafka) = config(&brokers, &topics);
+
+    // The "crashed" worker 0: its transactional id, a record and offsets past the whole input sent, no commit.
+    let zombie: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("transactional.id", job.transactional_id(0))
+        .set("transaction.timeout.ms", "300000")
+        .create()?;
+    zombie.init_transactions(Duration::from_secs(30))?;
+    zombie.begin_transaction()?;
+    zombie.send(BaseRecord::<[u8], [u8]>::to(&topics.output).partition(0).payload(&b"zombie"[..])).map_err(|(e, _)| e)?;
+    zombie.flush(Duration::from_secs(30))?;
+    let group: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).set("group.id", &topics.group).create()?;
+    let metadata = group.group_metadata().ok_or_else(|| anyhow::anyhow!("no group metadata"))?;
+    let mut offsets = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        offsets.add_partition_offset(&topics.input, p, Offset::Offset(1_000_000))?;
+    }
+    zombie.send_offsets_to_transaction(&offsets, &metadata, Duration::from_secs(30))?;
+
+    let started = Instant::now();
+    let summary = run_job(job, kafka, &Cluster::default(), JobControl::new(), NoObservers)?;
+    assert!(started.elapsed() < Duration::from_secs(40), "the restart waited {:?} for the open transaction", started.elapsed());
+    assert_eq!(summary.records_in, records.len() as u64, "the open transaction's offsets must not count");
+    assert_copied_exactly(&records, &read_topic(&brokers, &topics.output, true)?);
+    assert_committed_to_end(&brokers, &topics)?;
+    // The zombie is fenced: it can no longer commit.
+    assert!(zombie.commit_transaction(Duration::from_secs(30)).is_err(), "the fenced producer committed");
     Ok(())
 }

@@ -335,6 +335,14 @@ impl TransactionalProducer {
                 KafkaError::Flush(code) => *code == RDKafkaErrorCode::OperationTimedOut,
                 _ => false,
             };
+            // A fenced (or otherwise dead) producer never recovers: fail at once, naming why.
+            if let Some((code, reason)) = self.producer.client().fatal_error() {
+                return Err(EngineError::kafka(
+                    &self.brokers,
+                    format!("{what} (transactional.id `{}`): the producer failed for good ({code:?}: {reason})", self.id),
+                    error,
+                ));
+            }
             if !retriable || started.elapsed() >= TXN_RETRY_FOR {
                 return Err(EngineError::kafka(&self.brokers, format!("{what} (transactional.id `{}`)", self.id), error));
             }

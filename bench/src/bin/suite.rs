@@ -185,7 +185,7 @@ struct Throughput {
     /// CPU seconds of the broker per million records, over the contender's whole run.
     median_broker_cpu_s_per_million: f64,
     /// Cores kept busy by everything else on the machine during the contender's run
-    /// (other engineers' builds and tests): machine CPU − contender − broker, over wall time.
+    /// (builds, tests, other programs): machine CPU − contender − broker, over wall time.
     median_other_cores: f64,
     /// CPU the hypervisor took from the machine during the run (steal), in cores.
     median_steal_cores: f64,
@@ -237,7 +237,7 @@ struct Report {
     goals: Vec<Goal>,
 }
 
-const MACHINE_NOTE: &str = "shared: other engineers compiled and tested on the same 2 vCPUs during the run; the broker runs on the same machine";
+const MACHINE_NOTE: &str = "a shared cloud VM (the \"other load\" column says how busy the rest of it was); the broker runs on the same machine";
 const LATENCY_SETTINGS: &str = "every contender's producer: linger.ms 5 (librdkafka contenders and Kafka Streams as configured; Spark via kafka.linger.ms), 1 MB batches, idempotent, acks=all; load producer: librdkafka, linger.ms 1; measuring consumer: librdkafka, fetch.wait.max.ms 10";
 
 fn main() -> anyhow::Result<()> {
@@ -794,7 +794,7 @@ fn markdown(report: &Report, name: &str) -> String {
              and the last micro-batch's counts are done); JVM and Spark start-up are outside the span but inside \"process\". CPU and RSS cover \
              the whole process group (Spark: the Python driver and its JVM), from /proc. \"+ observers\" is the job's default observers (quality, lag, stats windows, alerts, NDJSON outputs); \"+ profile\" adds the dataset profile \
              (per-field sketches of every record, 60 s windows, so no report is rendered within a run). Broker CPU is the broker's over the contender's whole run; \
-             \"other load\" is what everything else on the machine (other engineers' builds and tests) kept busy meanwhile, and \"steal\" what the hypervisor took from this VM's CPUs, both in cores out of the machine's.\n\n",
+             \"other load\" is what everything else on the machine (builds, tests, other programs) kept busy meanwhile, and \"steal\" what the hypervisor took from this VM's CPUs, both in cores out of the machine's.\n\n",
         );
     }
     if !report.latency.is_empty() {

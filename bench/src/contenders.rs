@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -26,11 +25,6 @@ use tidewatch_jobs::visits::{GeneratorConfig, VisitGenerator};
 use tidewatch_operators::observers::ObserveConfig;
 use tidewatch_operators::profile::ProfileConfig;
 use tidewatch_tests::unique_topic;
-
-/// Producer settings every librdkafka contender uses (tidewatch's defaults): idempotent,
-/// `linger.ms` 5, batches of up to 10 000 records / 1 MB.
-pub const PRODUCER_SETTINGS: &[(&str, &str)] =
-    &[("enable.idempotence", "true"), ("linger.ms", "5"), ("batch.num.messages", "10000"), ("queue.buffering.max.messages", "1000000")];
 
 /// Reference-shaped visits (the default fault mix: 10 % with nulled fields), spread evenly.
 pub fn make_records(n: usize, partitions: i32) -> Vec<Record> {
@@ -104,17 +98,12 @@ fn bare_thread(brokers: &str, input: &str, output: &str, partitions: &[i32], sto
     if partitions.is_empty() {
         return Ok(0);
     }
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique_topic("bench-bare"))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers);
-    for (key, value) in PRODUCER_SETTINGS {
-        config.set(*key, *value);
-    }
-    let producer: BaseProducer = config.create()?;
+    // tidewatch's own client settings (engine::config::{CONSUMER,PRODUCER}_DEFAULTS), so a
+    // gain that comes from a setting shows on both sides and the ratio measures the engine.
+    let mut kafka = KafkaConfig::default();
+    kafka.set("bootstrap.servers", brokers);
+    let consumer: BaseConsumer = kafka.consumer_config(&unique_topic("bench-bare"))?.create()?;
+    let producer: BaseProducer = kafka.producer_config()?.create()?;
     let mut tpl = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     for &p in partitions {
@@ -156,6 +145,8 @@ fn bare_thread(brokers: &str, input: &str, output: &str, partitions: &[i32], sto
                 copied += 1;
                 producer.poll(Duration::ZERO);
             }
+            // tidewatch's settings ask for end-of-partition events.
+            Some(Err(KafkaError::PartitionEOF(_))) => producer.poll(Duration::ZERO),
             Some(Err(e)) => bail!("bare loop consume: {e}"),
             None => {
                 producer.poll(Duration::ZERO);

@@ -14,7 +14,7 @@ pub mod opensearch;
 pub mod record;
 pub mod runtime;
 
-pub use config::{Guarantee, JobConfig, KafkaConfig, StartFrom};
+pub use config::{Guarantee, CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, JobConfig, KafkaConfig, StartFrom};
 pub use control::{JobControl, JobMetrics};
 pub use error::{EngineError, Fault, Result};
 pub use record::{Bytes, Record, RecordStream};

@@ -46,6 +46,19 @@ pub fn tidewatch(brokers: &str, input: &str, output: &str, workers: usize, obser
 
 /// [`tidewatch`], with the dataset profile on or off.
 pub fn tidewatch_with(brokers: &str, input: &str, output: &str, workers: usize, observers: bool, profile: bool, until_end: bool) -> anyhow::Result<u64> {
+    Ok(tidewatch_run(brokers, input, output, workers, observers, profile, until_end)?.records_delivered)
+}
+
+/// [`tidewatch_with`], returning the job's whole summary (its wait counters too).
+pub fn tidewatch_run(
+    brokers: &str,
+    input: &str,
+    output: &str,
+    workers: usize,
+    observers: bool,
+    profile: bool,
+    until_end: bool,
+) -> anyhow::Result<tidewatch_engine::RunSummary> {
     let job = JobConfig {
         input_topic: input.to_owned(),
         output_topic: output.to_owned(),
@@ -70,7 +83,7 @@ pub fn tidewatch_with(brokers: &str, input: &str, output: &str, workers: usize, 
     } else {
         run_job(job, kafka, &cluster, JobControl::new(), NoObservers)?
     };
-    Ok(summary.records_delivered)
+    Ok(summary)
 }
 
 /// The practical limit: `threads` threads, each with its own consumer and producer and
@@ -83,9 +96,12 @@ pub fn bare_loop(brokers: &str, input: &str, output: &str, partitions: i32, thre
         let handles: Vec<_> = (0..threads)
             .map(|i| {
                 let mine: Vec<i32> = (0..partitions).filter(|p| *p as usize % threads == i).collect();
-                scope.spawn(move || bare_thread(brokers, input, output, &mine, stop))
+                // Named, so the benchmark's per-thread view finds the loop's threads.
+                std::thread::Builder::new()
+                    .name(format!("bare-loop-{i}"))
+                    .spawn_scoped(scope, move || bare_thread(brokers, input, output, &mine, stop))
             })
-            .collect();
+            .collect::<std::io::Result<Vec<_>>>()?;
         let mut copied = 0;
         for handle in handles {
             copied += handle.join().map_err(|_| anyhow::anyhow!("a bare loop thread panicked"))??;

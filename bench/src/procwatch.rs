@@ -3,6 +3,10 @@
 //! ones at their last sample) and peak resident memory (the largest sum over the group
 //! at one sample, or one process's own high-water mark if larger).
 //!
+//! Every thread of the group is sampled too (`/proc/<pid>/task/<tid>/schedstat`: time on
+//! a CPU and time waiting for one), so a contender's span splits per thread into on-CPU,
+//! runnable-but-waiting and sleeping time: the off-CPU view of where it waits.
+//!
 //! The child speaks on stdout: a line `{"event":"start"}` when its timed span begins
 //! (CPU is read then), and a last JSON line `{"records":N,"seconds":S}` when it ends.
 
@@ -24,8 +28,44 @@ const TICKS: f64 = 100.0;
 /// How often the group is sampled.
 const SAMPLE: Duration = Duration::from_millis(50);
 
+/// One thread's schedstat at a sample.
+#[derive(Debug, Clone, Copy, Default)]
+struct ThreadSample {
+    /// Nanoseconds on a CPU.
+    run_ns: u64,
+    /// Nanoseconds runnable, waiting for a CPU.
+    wait_ns: u64,
+}
+
+/// Where one thread of a contender spent its timed span.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ThreadTime {
+    /// The thread's name (`comm`).
+    pub name: String,
+    /// Seconds on a CPU.
+    pub cpu_s: f64,
+    /// Seconds runnable but waiting for a CPU (the machine was busy).
+    pub runq_s: f64,
+    /// Seconds sleeping (parked, blocked in a poll, waiting on a lock or the network).
+    pub sleep_s: f64,
+}
+
+#[derive(Debug, Default)]
+struct ThreadState {
+    name: String,
+    /// The thread's schedstat when the span started (zero for threads born in the span).
+    at_start: ThreadSample,
+    last: ThreadSample,
+    first_seen: Option<Instant>,
+    last_seen: Option<Instant>,
+    /// Frozen when the result line came.
+    at_result: Option<(ThreadSample, Instant)>,
+}
+
 #[derive(Debug, Default)]
 struct GroupState {
+    /// Per thread (tid) of the group.
+    threads: HashMap<u32, ThreadState>,
     /// CPU ticks per process at its last sample.
     cpu_ticks: HashMap<u32, u64>,
     /// Largest resident bytes of the group at one sample, or of one process's high-water mark.
@@ -60,6 +100,7 @@ impl GroupState {
             }
             let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
             self.cpu_ticks.insert(pid, num(11) + num(12));
+            self.sample_threads(pid);
             rss_sum += num(21) * 4096;
             if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
                 if let Some(kb) = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|n| n.parse::<u64>().ok()) {
@@ -68,6 +109,66 @@ impl GroupState {
             }
         }
         self.peak_rss = self.peak_rss.max(rss_sum);
+    }
+
+    /// Reads the schedstat of every thread of `pid`.
+    fn sample_threads(&mut self, pid: u32) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return };
+        let now = Instant::now();
+        let in_span = self.started.is_some();
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")) else { continue };
+            let mut nums = stat.split_whitespace().map(|n| n.parse::<u64>().unwrap_or(0));
+            let sample = ThreadSample { run_ns: nums.next().unwrap_or(0), wait_ns: nums.next().unwrap_or(0) };
+            let thread = self.threads.entry(tid).or_default();
+            if thread.name.is_empty() {
+                thread.name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default().trim().to_owned();
+                // A thread first seen after the span started was born in it: its counters start at 0.
+                if !in_span {
+                    thread.at_start = sample;
+                }
+            }
+            thread.first_seen.get_or_insert(now);
+            thread.last = sample;
+            thread.last_seen = Some(now);
+        }
+    }
+
+    /// Marks the start of the span: every thread's counters so far are before it.
+    fn start_threads(&mut self) {
+        for thread in self.threads.values_mut() {
+            thread.at_start = thread.last;
+        }
+    }
+
+    /// Freezes every thread's counters at the end of the span.
+    fn result_threads(&mut self) {
+        for thread in self.threads.values_mut() {
+            if let Some(seen) = thread.last_seen {
+                thread.at_result.get_or_insert((thread.last, seen));
+            }
+        }
+    }
+
+    /// Each thread's share of the span, busiest first.
+    fn thread_times(&self) -> Vec<ThreadTime> {
+        let Some(started) = self.started else { return Vec::new() };
+        let mut out: Vec<ThreadTime> = self
+            .threads
+            .values()
+            .filter_map(|t| {
+                let (end, seen) = t.at_result.or(t.last_seen.map(|s| (t.last, s)))?;
+                let born = t.first_seen.map_or(started, |f| f.max(started));
+                let alive = seen.saturating_duration_since(born).as_secs_f64();
+                let cpu_s = end.run_ns.saturating_sub(t.at_start.run_ns) as f64 / 1e9;
+                let runq_s = end.wait_ns.saturating_sub(t.at_start.wait_ns) as f64 / 1e9;
+                Some(ThreadTime { name: t.name.clone(), cpu_s, runq_s, sleep_s: (alive - cpu_s - runq_s).max(0.0) })
+            })
+            .filter(|t| t.cpu_s + t.runq_s > 0.001)
+            .collect();
+        out.sort_by(|a, b| b.cpu_s.total_cmp(&a.cpu_s));
+        out
     }
 }
 
@@ -86,6 +187,10 @@ pub struct Outcome {
     pub peak_rss_bytes: u64,
     /// Wall seconds from spawn to exit.
     pub wall_s: f64,
+    /// Per thread: where the timed span went (busiest first).
+    pub threads: Vec<ThreadTime>,
+    /// The child's result line, for any figures it adds.
+    pub result: serde_json::Value,
 }
 
 /// A running child, its group watched.
@@ -129,8 +234,10 @@ impl Watched {
                     if value.get("event").and_then(|e| e.as_str()) == Some("start") {
                         s.cpu_at_start = Some(s.cpu_seconds());
                         s.started = Some(Instant::now());
+                        s.start_threads();
                     } else {
                         s.cpu_at_result = Some(s.cpu_seconds());
+                        s.result_threads();
                         s.result = Some(value);
                     }
                 }
@@ -227,6 +334,8 @@ impl Watched {
             cpu_total_s: s.cpu_seconds(),
             peak_rss_bytes: s.peak_rss,
             wall_s: self.spawned.elapsed().as_secs_f64(),
+            threads: s.thread_times(),
+            result,
         }
     }
 }

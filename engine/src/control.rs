@@ -68,6 +68,18 @@ pub struct JobMetrics {
     pub records_delivered: AtomicU64,
     /// Epochs whose offsets were committed.
     pub commits: AtomicU64,
+    /// Activations of the sources that read from librdkafka.
+    pub source_reads: AtomicU64,
+    /// Of those, reads that found the partitions' queue empty (the source then waits for a wake-up).
+    pub source_empty_reads: AtomicU64,
+    /// Nanoseconds the sinks waited on a full producer queue.
+    pub sink_queue_full_ns: AtomicU64,
+    /// Nanoseconds the worker threads were on a CPU while running the dataflow.
+    pub worker_cpu_ns: AtomicU64,
+    /// Nanoseconds the worker threads were runnable but waiting for a CPU.
+    pub worker_runq_ns: AtomicU64,
+    /// Nanoseconds the worker threads ran the dataflow (wall), on a CPU or not.
+    pub worker_wall_ns: AtomicU64,
     /// Next offset to read per input partition owned by this process (updated per epoch).
     positions: Mutex<BTreeMap<i32, i64>>,
     /// Low and high watermark per input partition, from the watermark monitor.
@@ -81,6 +93,43 @@ pub struct JobMetrics {
 /// A histogram of latencies in ms, from 1 ms to an hour, 2 significant digits.
 pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
     hdrhistogram::Histogram::new_with_bounds(1, 3_600_000, 2).unwrap_or_else(|_| hdrhistogram::Histogram::new(2).unwrap_or_else(|_| unreachable!("2 significant digits are valid")))
+}
+
+/// Where one worker thread's time goes: on a CPU, waiting for one, or parked (the rest),
+/// from the thread's own `schedstat` (Linux), added to the process's counters about once
+/// a second and when the worker ends.
+#[derive(Debug)]
+pub(crate) struct WorkerClock {
+    last_wall: std::time::Instant,
+    last: (u64, u64),
+}
+
+impl WorkerClock {
+    /// Starts counting for the calling thread.
+    pub(crate) fn start() -> WorkerClock {
+        WorkerClock { last_wall: std::time::Instant::now(), last: thread_schedstat().unwrap_or_default() }
+    }
+
+    /// Adds the time since the last update, if a second has passed (or `force`).
+    pub(crate) fn update(&mut self, metrics: &JobMetrics, force: bool) {
+        let elapsed = self.last_wall.elapsed();
+        if !force && elapsed < std::time::Duration::from_secs(1) {
+            return;
+        }
+        let Some(now) = thread_schedstat() else { return };
+        self.last_wall += elapsed;
+        JobMetrics::add(&metrics.worker_wall_ns, u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        JobMetrics::add(&metrics.worker_cpu_ns, now.0.saturating_sub(self.last.0));
+        JobMetrics::add(&metrics.worker_runq_ns, now.1.saturating_sub(self.last.1));
+        self.last = now;
+    }
+}
+
+/// The calling thread's nanoseconds on a CPU and waiting for one (Linux `schedstat`).
+fn thread_schedstat() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut nums = text.split_whitespace().map(|n| n.parse::<u64>().ok());
+    Some((nums.next()??, nums.next()??))
 }
 
 impl JobMetrics {

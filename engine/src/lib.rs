@@ -5,6 +5,7 @@
 //! observation operators build on the record stream it hands out ([`runtime::Observe`]).
 
 pub mod assign;
+mod bytes;
 pub mod config;
 pub mod control;
 pub mod epoch;
@@ -18,4 +19,4 @@ pub use config::{Guarantee, CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, JobConfig, Kaf
 pub use control::{JobControl, JobMetrics};
 pub use error::{EngineError, Fault, Result};
 pub use record::{Bytes, Record, RecordStream};
-pub use runtime::{run_job, Cluster, NoObservers, Observe, ObserveInputs, RunSummary, WorkerContext};
+pub use runtime::{run_job, Cluster, NoObservers, Observe, ObserveInputs, RunSummary, Waits, WorkerContext};

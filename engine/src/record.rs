@@ -1,13 +1,9 @@
 //! The record that flows through a tidewatch dataflow: one Kafka message, owned.
 
-use std::sync::Arc;
-
 use rdkafka::message::{Headers, Message};
 use serde::{Deserialize, Serialize};
 
-/// Bytes of a key or value, shared: cloning a record (as timely does for each extra
-/// consumer of a stream) copies no payload.
-pub type Bytes = Arc<[u8]>;
+pub use crate::bytes::Bytes;
 
 /// One Kafka message as read by the source: where it came from and every byte it carried.
 ///

@@ -134,7 +134,7 @@ impl Observe for NoObservers {
 }
 
 /// Figures of one finished run, summed over the workers of this process.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunSummary {
     /// Records read.
     pub records_in: u64,
@@ -142,6 +142,41 @@ pub struct RunSummary {
     pub records_delivered: u64,
     /// Bytes read.
     pub bytes_in: u64,
+    /// Where the workers' time went.
+    pub waits: Waits,
+}
+
+/// Where the workers of a process spent their time, and how often the copy path waited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Waits {
+    /// Seconds the worker threads were on a CPU.
+    pub worker_cpu_s: f64,
+    /// Seconds they were runnable but waiting for a CPU.
+    pub worker_runq_s: f64,
+    /// Seconds they were parked or blocked (nothing to do, or waiting in a call).
+    pub worker_parked_s: f64,
+    /// Source activations that read, and those that found nothing.
+    pub source_reads: u64,
+    pub source_empty_reads: u64,
+    /// Seconds the sinks waited on a full producer queue.
+    pub sink_queue_full_s: f64,
+}
+
+impl Waits {
+    /// The figures of `metrics` so far.
+    pub fn of(metrics: &crate::control::JobMetrics) -> Waits {
+        use crate::control::JobMetrics as M;
+        let s = |ns: u64| ns as f64 / 1e9;
+        let (wall, cpu, runq) = (M::get(&metrics.worker_wall_ns), M::get(&metrics.worker_cpu_ns), M::get(&metrics.worker_runq_ns));
+        Waits {
+            worker_cpu_s: s(cpu),
+            worker_runq_s: s(runq),
+            worker_parked_s: s(wall.saturating_sub(cpu + runq)),
+            source_reads: M::get(&metrics.source_reads),
+            source_empty_reads: M::get(&metrics.source_empty_reads),
+            sink_queue_full_s: s(M::get(&metrics.sink_queue_full_ns)),
+        }
+    }
 }
 
 /// Runs the passthrough job with `observers` until it ends (`until_end`), is stopped
@@ -223,13 +258,16 @@ pub fn run_job<O: Observe>(
                 return;
             }
         };
+        let mut clock = crate::control::WorkerClock::start();
         while !probe.done() {
             if control.failed() {
                 abandon(worker);
                 return;
             }
             worker.step_or_park(Some(Duration::from_millis(50)));
+            clock.update(&control.metrics, false);
         }
+        clock.update(&control.metrics, true);
     })
     .map_err(EngineError::Runtime)?;
 
@@ -251,5 +289,6 @@ pub fn run_job<O: Observe>(
         records_in: crate::control::JobMetrics::get(&m.records_in),
         records_delivered: crate::control::JobMetrics::get(&m.records_delivered),
         bytes_in: crate::control::JobMetrics::get(&m.bytes_in),
+        waits: Waits::of(m),
     })
 }

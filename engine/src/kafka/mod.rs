@@ -2,6 +2,7 @@
 //! the watermark monitor. The only module of tidewatch that holds rdkafka handles.
 
 pub mod commit;
+pub(crate) mod native;
 pub mod plan;
 pub mod sink;
 pub mod source;

@@ -1,6 +1,11 @@
 //! `KafkaSink`: writes each record to the same partition of the output topic, byte-exact,
 //! and reports per epoch how many records the output broker acknowledged.
 //!
+//! Records are produced **without a copy**: the sink hands librdkafka the bytes the source
+//! borrowed from the fetched messages and keeps each batch of records alive until every
+//! record of it is acknowledged ([`InFlight`]). Delivery reports wake the sink (a
+//! callback on the producer's queue), so no timer sits on the copy path.
+//!
 //! Delivery semantics: the sink holds a capability for an epoch until every record of
 //! that epoch it sent is acknowledged; its output frontier therefore passes an epoch only
 //! once the epoch is durable in the output topic, which is what the offset commit waits
@@ -24,8 +29,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use std::collections::VecDeque;
+
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -38,6 +45,7 @@ use crate::config::KafkaConfig;
 use crate::control::{JobControl, JobMetrics};
 use crate::epoch::now_ms;
 use crate::error::{EngineError, Result};
+use crate::kafka::native::{self, Outgoing, Queue, Topic};
 use crate::kafka::source::SourceHandle;
 use crate::record::Record;
 
@@ -45,8 +53,8 @@ use crate::record::Record;
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(1);
 /// How often a sink adds its latencies to the process's histogram.
 const LATENCY_MERGE: Duration = Duration::from_millis(200);
-/// How soon a sink with unacknowledged epochs looks for acknowledgements again.
-const ACK_POLL: Duration = Duration::from_millis(1);
+/// Events (delivery reports, errors) a sink serves per activation before it yields.
+const MAX_EVENTS: usize = 64;
 
 /// What a worker's sink reports when an epoch is fully acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,11 +78,75 @@ struct SinkContext {
     topic: String,
     /// The time (ms) at the sink's last activation: a coarse clock for latencies.
     now_ms: AtomicU64,
-    /// Record timestamp → acknowledged, in ms, of this worker's deliveries since the last drain.
-    latency: Mutex<hdrhistogram::Histogram<u64>>,
+    /// The records librdkafka still reads, and this worker's latencies since the last drain.
+    flight: Mutex<InFlight>,
     control: Arc<JobControl>,
     /// Where librdkafka's statistics of this producer go (set once the worker is known).
     stats: std::sync::OnceLock<crate::kafka::stats::StatsReporter>,
+}
+
+/// The batches of records handed to librdkafka and not yet all acknowledged. Their key
+/// and value bytes were produced without a copy, so they must live until then; a batch is
+/// released (dropped by the sink, after its poll) once its last delivery report is served.
+#[derive(Debug)]
+struct InFlight {
+    /// Sequence number (the delivery opaque) of `batches[0]`.
+    base: usize,
+    batches: VecDeque<InFlightBatch>,
+    /// Batches whose every record is acknowledged or failed, for the sink to drop.
+    released: Vec<Vec<Record>>,
+    /// Record timestamp → acknowledged, in ms.
+    latency: hdrhistogram::Histogram<u64>,
+}
+
+#[derive(Debug)]
+struct InFlightBatch {
+    records: Vec<Record>,
+    /// Records sent (or being sent) whose delivery report has not been served.
+    remaining: usize,
+    /// The epoch slot the acknowledgements count towards.
+    slot: usize,
+}
+
+impl InFlight {
+    /// Opens a batch of `n` records about to be sent for `slot`; returns its sequence number.
+    fn open(&mut self, n: usize, slot: usize) -> usize {
+        self.batches.push_back(InFlightBatch { records: Vec::new(), remaining: n, slot });
+        self.base + self.batches.len() - 1
+    }
+
+    /// Hands the batch its records once sent, less the `unsent` ones (a send failed).
+    fn fill(&mut self, seq: usize, records: Vec<Record>, unsent: usize) {
+        let Some(batch) = seq.checked_sub(self.base).and_then(|i| self.batches.get_mut(i)) else { return };
+        batch.remaining = batch.remaining.saturating_sub(unsent);
+        if batch.remaining == 0 {
+            self.released.push(records);
+        } else {
+            batch.records = records;
+        }
+        self.trim();
+    }
+
+    /// Counts one delivery report of batch `seq`; returns the batch's epoch slot.
+    fn report(&mut self, seq: usize) -> Option<usize> {
+        let batch = seq.checked_sub(self.base).and_then(|i| self.batches.get_mut(i))?;
+        batch.remaining = batch.remaining.saturating_sub(1);
+        let slot = batch.slot;
+        if batch.remaining == 0 {
+            let records = std::mem::take(&mut batch.records);
+            self.released.push(records);
+            self.trim();
+        }
+        Some(slot)
+    }
+
+    /// Forgets released batches at the front.
+    fn trim(&mut self) {
+        while self.batches.front().is_some_and(|b| b.remaining == 0) {
+            self.batches.pop_front();
+            self.base += 1;
+        }
+    }
 }
 
 impl SinkContext {
@@ -84,20 +156,34 @@ impl SinkContext {
             failure: Mutex::default(),
             topic: topic.to_owned(),
             now_ms: AtomicU64::new(now_ms()),
-            latency: Mutex::new(crate::control::latency_histogram()),
+            flight: Mutex::new(InFlight {
+                base: 0,
+                batches: VecDeque::new(),
+                released: Vec::new(),
+                latency: crate::control::latency_histogram(),
+            }),
             control,
             stats: std::sync::OnceLock::new(),
         }
+    }
+
+    fn flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
+        self.flight.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds this worker's latencies to the process's histogram, at most every [`LATENCY_MERGE`].
     fn merge_latency(&self, last_merge: &mut Instant) {
         if last_merge.elapsed() >= LATENCY_MERGE {
             *last_merge = Instant::now();
-            let mut mine = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
-            self.control.metrics.merge_latency(&mine);
-            mine.reset();
+            let mut flight = self.flight();
+            self.control.metrics.merge_latency(&flight.latency);
+            flight.latency.reset();
         }
+    }
+
+    /// Takes the batches librdkafka no longer reads (the caller drops them, outside the lock).
+    fn take_released(&self) -> Vec<Vec<Record>> {
+        std::mem::take(&mut self.flight().released)
     }
 
     /// Takes the first delivery failure, if any.
@@ -125,20 +211,21 @@ impl SinkContext {
 impl ProducerContext for SinkContext {
     type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        let mut flight = self.flight();
+        let slot = flight.report(seq);
         match result {
             Ok(message) => {
-                if let Some(counter) = self.acked.get(slot) {
+                if let Some(counter) = slot.and_then(|slot| self.acked.get(slot)) {
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(ts) = message.timestamp().to_millis() {
                     let now = self.now_ms.load(Ordering::Relaxed);
-                    let age = now.saturating_sub(u64::try_from(ts).unwrap_or(u64::MAX));
-                    let mut latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
-                    latency.saturating_record(age);
+                    flight.latency.saturating_record(now.saturating_sub(u64::try_from(ts).unwrap_or(u64::MAX)));
                 }
             }
             Err((error, message)) => {
+                drop(flight);
                 let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
                 if failure.is_none() {
                     *failure = Some(EngineError::Delivery {
@@ -146,6 +233,100 @@ impl ProducerContext for SinkContext {
                         partition: message.partition(),
                         reason: error.to_string(),
                     });
+                }
+            }
+        }
+    }
+}
+
+/// A sink's producer, its handle on the output topic and its wake-up (declared before the
+/// producer, so they are released first).
+struct SinkProducer {
+    /// The producer's main queue: delivery reports and errors, which wake the sink.
+    events: Queue,
+    topic: Topic,
+    producer: BaseProducer<SinkContext>,
+}
+
+impl std::fmt::Debug for SinkProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkProducer").field("topic", &self.producer.context().topic).finish_non_exhaustive()
+    }
+}
+
+impl SinkProducer {
+    fn new(producer: BaseProducer<SinkContext>, brokers: &str) -> Result<SinkProducer> {
+        let topic_name = producer.context().topic.clone();
+        let topic = Topic::new(producer.client(), &topic_name)
+            .ok_or_else(|| EngineError::kafka(brokers, format!("opening {topic_name} for the sink"), KafkaError::NoMessageReceived))?;
+        let events = Queue::main(producer.client())
+            .ok_or_else(|| EngineError::Runtime(format!("the producer of {topic_name} has no main queue")))?;
+        Ok(SinkProducer { events, topic, producer })
+    }
+
+    fn context(&self) -> &SinkContext {
+        self.producer.context()
+    }
+
+    /// Serves the waiting delivery reports and errors (at most [`MAX_EVENTS`]), then drops
+    /// the batches librdkafka no longer reads. Returns whether events are still waiting.
+    fn serve(&self) -> bool {
+        let mut served = 0;
+        while self.events.len() > 0 && served < MAX_EVENTS {
+            self.producer.poll(Duration::ZERO);
+            served += 1;
+        }
+        drop(self.context().take_released());
+        self.events.len() > 0
+    }
+
+    /// Sends `records` to their partitions, for epoch slot `slot`, without copying their
+    /// bytes; the batch stays alive until every record of it is acknowledged. Returns how
+    /// many were sent, and the error that stopped the batch, if any.
+    fn send_batch(&self, records: Vec<Record>, slot: usize) -> (u64, Result<()>) {
+        if records.is_empty() {
+            return (0, Ok(()));
+        }
+        let seq = self.context().flight().open(records.len(), slot);
+        let mut sent = 0;
+        let mut result = Ok(());
+        for record in &records {
+            if let Err(error) = self.send(record, seq) {
+                result = Err(error);
+                break;
+            }
+            sent += 1;
+        }
+        let unsent = records.len() - sent;
+        self.context().flight().fill(seq, records, unsent);
+        (sent as u64, result)
+    }
+
+    /// Hands one record to the producer, waiting while its queue is full.
+    fn send(&self, record: &Record, seq: usize) -> Result<()> {
+        let out = Outgoing {
+            partition: record.partition,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            timestamp: record.timestamp,
+            headers: &record.headers,
+            opaque: seq,
+        };
+        loop {
+            match native::produce(self.producer.client(), &self.topic, out) {
+                Ok(()) => return Ok(()),
+                Err(RDKafkaErrorCode::QueueFull) => {
+                    let waited = Instant::now();
+                    self.producer.poll(QUEUE_FULL_BACKOFF);
+                    let ns = u64::try_from(waited.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    JobMetrics::add(&self.context().control.metrics.sink_queue_full_ns, ns);
+                }
+                Err(code) => {
+                    return Err(EngineError::Delivery {
+                        topic: self.context().topic.clone(),
+                        partition: record.partition,
+                        reason: KafkaError::MessageProduction(code).to_string(),
+                    })
                 }
             }
         }
@@ -181,7 +362,7 @@ impl KafkaSink {
             .create_with_context(context)
             .map_err(|e| EngineError::kafka(&brokers, "creating the sink producer", e))?;
         producer.context().report_stats_as(records.scope().index());
-        let producer = Rc::new(producer);
+        let mut producer = SinkProducer::new(producer, &brokers)?;
         let topic = topic.to_owned();
         let scope = records.scope();
         let name = format!("KafkaSink({topic})");
@@ -191,6 +372,11 @@ impl KafkaSink {
             &name,
             move |_capability, info| {
                 let activator = scope.activator_for(Rc::clone(&info.address));
+                // Delivery reports wake the sink: no timer while acknowledgements are due.
+                let wake = scope.worker().sync_activator_for(info.address.to_vec());
+                producer.events.wake_on_nonempty(move || {
+                    let _ = wake.activate();
+                });
                 let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
                 let mut free_slots: Vec<usize> = (0..SLOTS).rev().collect();
                 let mut failed = false;
@@ -218,8 +404,8 @@ impl KafkaSink {
                                 if !closed {
                                     break None;
                                 }
-                                producer.poll(QUEUE_FULL_BACKOFF);
-                                release(&producer, &mut pending, &mut free_slots, frontier.frontier(), &control, |capability, delivered| {
+                                producer.producer.poll(QUEUE_FULL_BACKOFF);
+                                release(producer.context(), &mut pending, &mut free_slots, frontier.frontier(), &control, |capability, delivered| {
                                     output.session(capability).give(delivered);
                                 });
                             };
@@ -233,21 +419,15 @@ impl KafkaSink {
                             pending.insert(epoch, Pending { capability: capability.delayed(&epoch, port), slot, sent: 0 });
                         }
                         let Some(entry) = pending.get_mut(&epoch) else { return };
-                        let mut sent = 0u64;
-                        for record in data.drain(..) {
-                            match send(&producer, &topic, &record, entry.slot) {
-                                Ok(()) => sent += 1,
-                                Err(error) => {
-                                    control.fail(error);
-                                    failed = true;
-                                    break;
-                                }
-                            }
+                        let (sent, result) = producer.send_batch(std::mem::take(data), entry.slot);
+                        if let Err(error) = result {
+                            control.fail(error);
+                            failed = true;
                         }
                         entry.sent += sent;
                         JobMetrics::add(&control.metrics.records_out, sent);
                     });
-                    producer.poll(Duration::ZERO);
+                    let more = producer.serve();
                     producer.context().merge_latency(&mut last_merge);
                     if let Some(error) = producer.context().take_failure() {
                         control.fail(error);
@@ -258,11 +438,11 @@ impl KafkaSink {
                         return;
                     }
 
-                    release(&producer, &mut pending, &mut free_slots, frontier.frontier(), &control, |capability, delivered| {
+                    release(producer.context(), &mut pending, &mut free_slots, frontier.frontier(), &control, |capability, delivered| {
                         output.session(capability).give(delivered);
                     });
-                    if !pending.is_empty() {
-                        activator.activate_after(ACK_POLL);
+                    if more {
+                        activator.activate();
                     }
                 }
             },
@@ -276,8 +456,6 @@ const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a transactional step is retried while its errors are retriable (a broker
 /// restarting, a coordinator moving) before the job fails.
 const TXN_RETRY_FOR: Duration = Duration::from_secs(120);
-/// How often a sink with an open transaction serves its delivery reports.
-const TXN_POLL: Duration = Duration::from_millis(10);
 
 /// The transactional producer of one worker in exactly-once mode.
 ///
@@ -287,7 +465,7 @@ const TXN_POLL: Duration = Duration::from_millis(10);
 /// transaction, so the committed offsets read next are final. Dropping it aborts an
 /// open transaction.
 pub struct TransactionalProducer {
-    producer: BaseProducer<SinkContext>,
+    sink: SinkProducer,
     id: String,
     brokers: String,
     /// Whether a transaction is open.
@@ -310,7 +488,7 @@ impl TransactionalProducer {
         let producer: BaseProducer<SinkContext> = config
             .create_with_context(SinkContext::new(topic, control))
             .map_err(|e| EngineError::kafka(&brokers, format!("creating the transactional producer `{id}`"), e))?;
-        let producer = TransactionalProducer { producer, id, brokers, open: Cell::new(false) };
+        let producer = TransactionalProducer { sink: SinkProducer::new(producer, &brokers)?, id, brokers, open: Cell::new(false) };
         producer.retrying("initialising transactions", |p| p.init_transactions(TXN_CALL_TIMEOUT))?;
         tracing::info!(transactional_id = %producer.id, "transactional producer ready");
         Ok(producer)
@@ -325,7 +503,7 @@ impl TransactionalProducer {
     fn retrying(&self, what: &str, mut call: impl FnMut(&BaseProducer<SinkContext>) -> KafkaResult<()>) -> Result<()> {
         let started = Instant::now();
         loop {
-            let error = match call(&self.producer) {
+            let error = match call(&self.sink.producer) {
                 Ok(()) => return Ok(()),
                 Err(error) => error,
             };
@@ -336,7 +514,7 @@ impl TransactionalProducer {
                 _ => false,
             };
             // A fenced (or otherwise dead) producer never recovers: fail at once, naming why.
-            if let Some((code, reason)) = self.producer.client().fatal_error() {
+            if let Some((code, reason)) = self.sink.producer.client().fatal_error() {
                 return Err(EngineError::kafka(
                     &self.brokers,
                     format!("{what} (transactional.id `{}`): the producer failed for good ({code:?}: {reason})", self.id),
@@ -347,7 +525,7 @@ impl TransactionalProducer {
                 return Err(EngineError::kafka(&self.brokers, format!("{what} (transactional.id `{}`)", self.id), error));
             }
             tracing::warn!(transactional_id = %self.id, %error, "{what}: retriable error; retrying");
-            self.producer.poll(Duration::from_millis(100));
+            self.sink.producer.poll(Duration::from_millis(100));
         }
     }
 
@@ -383,7 +561,7 @@ impl TransactionalProducer {
         if !self.open.replace(false) {
             return;
         }
-        match self.producer.abort_transaction(TXN_CALL_TIMEOUT) {
+        match self.sink.producer.abort_transaction(TXN_CALL_TIMEOUT) {
             Ok(()) => tracing::warn!(transactional_id = %self.id, "transaction aborted"),
             Err(error) => tracing::warn!(transactional_id = %self.id, %error, "aborting the transaction failed; a restart fences it"),
         }
@@ -417,8 +595,8 @@ impl KafkaSink {
         source: Rc<SourceHandle>,
         control: Arc<JobControl>,
     ) -> Result<Stream<'scope, u64, Vec<Delivered>>> {
-        producer.producer.context().report_stats_as(records.scope().index());
-        let producer = Rc::new(producer);
+        producer.sink.context().report_stats_as(records.scope().index());
+        let mut producer = producer;
         let topic = topic.to_owned();
         let scope = records.scope();
         let name = format!("KafkaSink({topic}, exactly-once)");
@@ -428,13 +606,19 @@ impl KafkaSink {
             &name,
             move |_capability, info| {
                 let activator = scope.activator_for(Rc::clone(&info.address));
+                // Delivery reports wake the sink: no timer while acknowledgements are due.
+                let wake = scope.worker().sync_activator_for(info.address.to_vec());
+                producer.sink.events.wake_on_nonempty(move || {
+                    let _ = wake.activate();
+                });
+                let producer = Rc::new(producer);
                 let mut open: Option<OpenTransaction> = None;
                 let mut later: BTreeMap<u64, (Capability<u64>, Vec<Record>)> = BTreeMap::new();
                 let mut failed = false;
                 let mut last_merge = Instant::now();
                 move |(input, frontier), output| {
                     let port = output.output_index();
-                    let context = producer.producer.context();
+                    let context = producer.sink.context();
                     context.now_ms.store(now_ms(), Ordering::Relaxed);
                     input.for_each(|capability, data| {
                         if failed {
@@ -443,7 +627,7 @@ impl KafkaSink {
                         }
                         let step = match (capability.least().copied(), open.as_mut()) {
                             (None, _) => Err(EngineError::Runtime(format!("KafkaSink({topic}) received records without a timestamp"))),
-                            (Some(epoch), Some(txn)) if txn.epoch == epoch => produce(&producer, &topic, txn, data),
+                            (Some(epoch), Some(txn)) if txn.epoch == epoch => produce(&producer, txn, data),
                             (Some(epoch), Some(txn)) if txn.epoch < epoch => {
                                 later.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, port), Vec::new())).1.append(data);
                                 Ok(())
@@ -454,7 +638,7 @@ impl KafkaSink {
                             ))),
                             (Some(epoch), None) => producer.begin(epoch).and_then(|()| {
                                 let txn = open.insert(OpenTransaction { epoch, capability: capability.delayed(&epoch, port), sent: 0 });
-                                produce(&producer, &topic, txn, data)
+                                produce(&producer, txn, data)
                             }),
                         };
                         if let Err(error) = step {
@@ -463,7 +647,7 @@ impl KafkaSink {
                             data.clear();
                         }
                     });
-                    producer.producer.poll(Duration::ZERO);
+                    let more = producer.sink.serve();
                     context.merge_latency(&mut last_merge);
                     if let Some(error) = context.take_failure() {
                         control.fail(error);
@@ -498,7 +682,7 @@ impl KafkaSink {
                         if let Some((epoch, (capability, mut data))) = later.pop_first() {
                             let txn = OpenTransaction { epoch, capability, sent: 0 };
                             let txn = open.insert(txn);
-                            if let Err(error) = producer.begin(epoch).and_then(|()| produce(&producer, &topic, txn, &mut data)) {
+                            if let Err(error) = producer.begin(epoch).and_then(|()| produce(&producer, txn, &mut data)) {
                                 control.fail(error);
                                 failed = true;
                                 producer.abort();
@@ -506,8 +690,8 @@ impl KafkaSink {
                             }
                         }
                     }
-                    if open.is_some() {
-                        activator.activate_after(TXN_POLL);
+                    if more {
+                        activator.activate();
                     }
                 }
             },
@@ -517,15 +701,10 @@ impl KafkaSink {
 }
 
 /// Sends `data` within the open transaction `txn`, draining it.
-fn produce(producer: &TransactionalProducer, topic: &str, txn: &mut OpenTransaction, data: &mut Vec<Record>) -> Result<()> {
-    let mut sent = 0;
-    let result = data.drain(..).try_for_each(|record| {
-        send(&producer.producer, topic, &record, 0)?;
-        sent += 1;
-        Ok(())
-    });
+fn produce(producer: &TransactionalProducer, txn: &mut OpenTransaction, data: &mut Vec<Record>) -> Result<()> {
+    let (sent, result) = producer.sink.send_batch(std::mem::take(data), 0);
     txn.sent += sent;
-    JobMetrics::add(&producer.producer.context().control.metrics.records_out, sent);
+    JobMetrics::add(&producer.sink.context().control.metrics.records_out, sent);
     result
 }
 
@@ -533,7 +712,7 @@ fn produce(producer: &TransactionalProducer, topic: &str, txn: &mut OpenTransact
 /// (`frontier` has passed it) and every record sent for it is acknowledged. Reports each
 /// released epoch through `emit`.
 fn release(
-    producer: &BaseProducer<SinkContext>,
+    context: &SinkContext,
     pending: &mut BTreeMap<u64, Pending>,
     free_slots: &mut Vec<usize>,
     frontier: timely::progress::frontier::AntichainRef<'_, u64>,
@@ -543,7 +722,7 @@ fn release(
     let done: Vec<u64> = pending
         .iter()
         .filter(|(epoch, entry)| {
-            !frontier.less_equal(epoch) && producer.context().acked[entry.slot].load(Ordering::Relaxed) >= entry.sent
+            !frontier.less_equal(epoch) && context.acked[entry.slot].load(Ordering::Relaxed) >= entry.sent
         })
         .map(|(epoch, _)| *epoch)
         .collect();
@@ -552,41 +731,6 @@ fn release(
             free_slots.push(entry.slot);
             JobMetrics::add(&control.metrics.records_delivered, entry.sent);
             emit(&entry.capability, Delivered { epoch, records: entry.sent });
-        }
-    }
-}
-
-/// Hands one record to the producer, waiting while its queue is full.
-fn send(producer: &BaseProducer<SinkContext>, topic: &str, record: &Record, slot: usize) -> Result<()> {
-    let headers = (!record.headers.is_empty()).then(|| {
-        record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |hs, (key, value)| {
-            hs.insert(Header { key: key.as_str(), value: value.as_deref() })
-        })
-    });
-    let mut message: BaseRecord<'_, [u8], [u8], usize> =
-        BaseRecord::with_opaque_to(topic, slot).partition(record.partition);
-    if let Some(key) = &record.key {
-        message = message.key(&key[..]);
-    }
-    if let Some(value) = &record.value {
-        message = message.payload(&value[..]);
-    }
-    if let Some(ts) = record.timestamp {
-        message = message.timestamp(ts);
-    }
-    if let Some(headers) = headers {
-        message = message.headers(headers);
-    }
-    loop {
-        match producer.send(message) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                message = returned;
-                producer.poll(QUEUE_FULL_BACKOFF);
-            }
-            Err((error, _)) => {
-                return Err(EngineError::Delivery { topic: topic.to_owned(), partition: record.partition, reason: error.to_string() })
-            }
         }
     }
 }

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::operators::generic::operator::source;
 use timely::container::CapacityContainerBuilder;
@@ -25,19 +26,20 @@ use crate::config::{JobConfig, KafkaConfig};
 use crate::control::{JobControl, JobMetrics};
 use crate::epoch::{epoch_of, now_ms};
 use crate::error::{EngineError, Result};
+use crate::bytes::Bytes;
+use crate::kafka::native::Queue;
 use crate::kafka::plan::TopicPlan;
 use crate::kafka::stats::{ClientRole, StatsReporter};
 use crate::record::{Record, RecordStream};
 
 /// Most records one activation of the source emits before yielding to other operators.
 const MAX_BATCH: usize = 32768;
-/// Longest one activation of the source polls.
+/// Longest one activation of the source reads.
 const MAX_POLL: Duration = Duration::from_millis(10);
-/// Polls answering nothing in a row after which the consumer's queue counts as empty.
-const MAX_EMPTY_POLLS: u32 = 3;
-/// Longest an idle source sleeps (it is woken earlier by new data or the next epoch),
-/// so stop requests are seen promptly.
-const IDLE_WAKE: Duration = Duration::from_millis(100);
+/// Messages taken from librdkafka per call (one lock round and one clock read per batch).
+const FETCH_BATCH: usize = 1024;
+/// Events of the consumer's own queue (errors, commit results, statistics) served per activation.
+const MAX_EVENTS: usize = 16;
 
 /// Context of the engine's consumers: end-of-partition events are expected (the
 /// source asks for them), every other client-level error is logged with its reason.
@@ -76,8 +78,16 @@ impl ConsumerContext for QuietEofContext {}
 
 /// The consumer of one worker and the positions it has reached, shared by the source
 /// and the commit operator of that worker.
+///
+/// The worker's partitions feed one queue of its own (librdkafka's partition queues
+/// forwarded to it), which the source drains in batches; the consumer's own queue keeps
+/// only events (errors, commit results, statistics).
 pub struct SourceHandle {
-    consumer: BaseConsumer<QuietEofContext>,
+    /// The queue the partitions feed (declared before the consumer: dropped first).
+    fetch: RefCell<Queue>,
+    /// The partitions' own queues, forwarding to `fetch`.
+    _partition_queues: Vec<Queue>,
+    consumer: Arc<BaseConsumer<QuietEofContext>>,
     topic: String,
     brokers: String,
     worker: usize,
@@ -90,24 +100,57 @@ impl std::fmt::Debug for SourceHandle {
     }
 }
 
+/// Where one partition of this worker stands; updated per record without a map lookup.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    partition: i32,
+    /// Next offset to read.
+    position: i64,
+    /// Stop line for `--until-end`.
+    end: i64,
+    /// Whether the partition reported end of partition since its last record.
+    at_eof: bool,
+    /// Timestamp (ms) of the newest record read.
+    newest: Option<i64>,
+}
+
 #[derive(Debug, Default)]
 struct SourceState {
-    /// Next offset to read, per partition of this worker.
-    positions: BTreeMap<i32, i64>,
-    /// Stop line per partition for `--until-end`.
-    end: BTreeMap<i32, i64>,
+    /// This worker's partitions, in partition order.
+    cursors: Vec<Cursor>,
+    /// Index into `cursors` by partition number (`u32::MAX`: not this worker's).
+    slot: Vec<u32>,
     /// Positions at the close of each epoch, oldest first, not yet committed.
     closed: VecDeque<(u64, BTreeMap<i32, i64>)>,
     /// Positions last committed (or the start positions).
     committed: BTreeMap<i32, i64>,
-    /// Partitions that reported end of partition since their last record.
-    at_eof: BTreeMap<i32, bool>,
-    /// Timestamp (ms) of the newest record read, per partition.
-    newest: BTreeMap<i32, i64>,
     /// Epoch closes not yet taken by [`SourceHandle::take_progress`], oldest first.
     progress: VecDeque<EpochProgress>,
     /// Whether the source has dropped its capability for good.
     finished: bool,
+}
+
+impl SourceState {
+    fn new(cursors: Vec<Cursor>) -> SourceState {
+        let top = cursors.iter().map(|c| usize::try_from(c.partition).unwrap_or(0) + 1).max().unwrap_or(0);
+        let mut slot = vec![u32::MAX; top];
+        for (i, c) in cursors.iter().enumerate() {
+            if let Some(s) = usize::try_from(c.partition).ok().and_then(|p| slot.get_mut(p)) {
+                *s = u32::try_from(i).unwrap_or(u32::MAX);
+            }
+        }
+        let committed = cursors.iter().map(|c| (c.partition, c.position)).collect();
+        SourceState { cursors, slot, committed, ..SourceState::default() }
+    }
+
+    fn cursor(&mut self, partition: i32) -> Option<&mut Cursor> {
+        let i = *self.slot.get(usize::try_from(partition).ok()?)?;
+        self.cursors.get_mut(i as usize)
+    }
+
+    fn positions(&self) -> BTreeMap<i32, i64> {
+        self.cursors.iter().map(|c| (c.partition, c.position)).collect()
+    }
 }
 
 /// Where a worker's partitions stood when one of its epochs closed.
@@ -127,21 +170,17 @@ impl SourceHandle {
 
     /// The partitions this worker reads.
     pub fn partitions(&self) -> Vec<i32> {
-        self.state.borrow().positions.keys().copied().collect()
+        self.state.borrow().cursors.iter().map(|c| c.partition).collect()
     }
 
     /// Next offset to read per partition of this worker.
     pub fn positions(&self) -> BTreeMap<i32, i64> {
-        self.state.borrow().positions.clone()
+        self.state.borrow().positions()
     }
 
     /// Whether every partition of this worker reached its `--until-end` stop line.
     fn reached_end(&self) -> bool {
-        let state = self.state.borrow();
-        state.positions.iter().all(|(p, pos)| {
-            let end = state.end.get(p).copied().unwrap_or(i64::MAX);
-            *pos >= end || state.at_eof.get(p).copied().unwrap_or(false)
-        })
+        self.state.borrow().cursors.iter().all(|c| c.position >= c.end || c.at_eof)
     }
 
     /// Whether the source has dropped its capability for good.
@@ -160,11 +199,11 @@ impl SourceHandle {
     /// for the observers always.
     fn close_epoch(&self, time: u64, metrics: &JobMetrics) {
         let mut state = self.state.borrow_mut();
-        let partitions = state.positions.iter().map(|(p, pos)| (*p, (*pos, state.newest.get(p).copied()))).collect();
+        let partitions = state.cursors.iter().map(|c| (c.partition, (c.position, c.newest))).collect();
         state.progress.push_back(EpochProgress { epoch: time, partitions });
+        let positions = state.positions();
         let last = state.closed.back().map_or(&state.committed, |(_, p)| p);
-        if *last != state.positions {
-            let positions = state.positions.clone();
+        if *last != positions {
             metrics.set_positions(positions.iter().map(|(p, o)| (*p, *o)));
             state.closed.push_back((time, positions));
         }
@@ -215,6 +254,30 @@ impl SourceHandle {
     }
 }
 
+/// What one activation of the source read.
+#[derive(Debug, Default)]
+struct Read {
+    records: usize,
+    bytes: usize,
+    /// Whether the partitions' queue ran empty.
+    drained: bool,
+}
+
+impl Read {
+    /// Advances the record's partition past it and counts it, before it is emitted.
+    fn record(&mut self, state: &mut SourceState, record: &Record) {
+        if let Some(cursor) = state.cursor(record.partition) {
+            cursor.position = record.offset + 1;
+            cursor.at_eof = false;
+            if record.timestamp.is_some() {
+                cursor.newest = record.timestamp;
+            }
+        }
+        self.bytes += record.size_bytes();
+        self.records += 1;
+    }
+}
+
 /// Builds the Kafka source of one worker.
 #[derive(Debug)]
 pub struct KafkaSource;
@@ -244,40 +307,71 @@ impl KafkaSource {
             )))
             .map_err(|e| EngineError::kafka(&brokers, "creating the source consumer", e))?;
         let mut assignment = TopicPartitionList::new();
-        let mut state = SourceState::default();
+        let mut cursors = Vec::with_capacity(mine.len());
         for p in &mine {
             let start = plan.start.get(p).copied().unwrap_or(0);
             assignment
                 .add_partition_offset(&plan.topic, *p, Offset::Offset(start))
                 .map_err(|e| EngineError::kafka(&brokers, "building the assignment", e))?;
-            state.positions.insert(*p, start);
-            state.committed.insert(*p, start);
-            state.end.insert(*p, plan.end.get(p).copied().unwrap_or(i64::MAX));
+            let end = plan.end.get(p).copied().unwrap_or(i64::MAX);
+            cursors.push(Cursor { partition: *p, position: start, end, at_eof: false, newest: None });
         }
+        // The partitions feed one queue of this worker's (a forward librdkafka keeps across
+        // the assignment), drained in batches; the consumer's queue keeps the events.
+        let no_queue = || EngineError::Runtime(format!("librdkafka gave no queue for {}", plan.topic));
+        let fetch = Queue::new(consumer.client()).ok_or_else(no_queue)?;
+        let partition_queues = mine
+            .iter()
+            .map(|p| {
+                let queue = Queue::partition(consumer.client(), &plan.topic, *p).ok_or_else(no_queue)?;
+                queue.forward_to(&fetch);
+                Ok(queue)
+            })
+            .collect::<Result<Vec<_>>>()?;
         consumer
             .assign(&assignment)
             .map_err(|e| EngineError::kafka(&brokers, format!("assigning partitions {mine:?} of {}", plan.topic), e))?;
         tracing::info!(worker, topic = %plan.topic, partitions = ?mine, "source assigned");
-        control.metrics.set_positions(state.positions.iter().map(|(p, o)| (*p, *o)));
+        let state = SourceState::new(cursors);
+        control.metrics.set_positions(state.cursors.iter().map(|c| (c.partition, c.position)));
 
-        let mut handle = SourceHandle { consumer, topic: plan.topic.clone(), brokers, worker, state: RefCell::new(state) };
         let epoch_ms = job.epoch_ms();
         let until_end = job.until_end;
         let name = format!("KafkaSource({})", plan.topic);
+        let topic = plan.topic.clone();
         // The operator's constructor runs inside `source`, and hands the shared handle out through here.
         let shared: Rc<OnceCell<Rc<SourceHandle>>> = Rc::new(OnceCell::new());
         let shared_out = Rc::clone(&shared);
 
         let stream = source::<_, CapacityContainerBuilder<Vec<Record>>, _, _>(scope, &name, move |capability, info| {
             let activator = scope.activator_for(Rc::clone(&info.address));
-            // Event-driven: librdkafka wakes the worker when the consumer's queue turns non-empty,
-            // so an idle source neither spins nor sleeps past new data.
-            let wake = scope.worker().sync_activator_for(info.address.to_vec());
-            handle.consumer.set_nonempty_callback(move || {
-                let _ = wake.activate();
+            // Event-driven: librdkafka wakes the worker when the partitions' queue (records)
+            // or the consumer's queue (errors, commit results) turns non-empty, so an idle
+            // source neither spins nor sleeps past new data.
+            let mut consumer = consumer;
+            let mut fetch = fetch;
+            for queue_wake in [true, false] {
+                let wake = scope.worker().sync_activator_for(info.address.to_vec());
+                let wake = move || {
+                    let _ = wake.activate();
+                };
+                if queue_wake {
+                    fetch.wake_on_nonempty(wake);
+                } else {
+                    consumer.set_nonempty_callback(wake);
+                }
+            }
+            let handle = Rc::new(SourceHandle {
+                fetch: RefCell::new(fetch),
+                _partition_queues: partition_queues,
+                consumer: Arc::new(consumer),
+                topic,
+                brokers,
+                worker,
+                state: RefCell::new(state),
             });
-            let handle = Rc::new(handle);
             let _ = shared.set(Rc::clone(&handle));
+            let keep_alive: Arc<dyn Send + Sync> = Arc::clone(&handle.consumer) as Arc<dyn Send + Sync>;
             let mut capability = Some(capability);
             let mut last_warning: Option<Instant> = None;
             move |output| {
@@ -299,63 +393,77 @@ impl KafkaSource {
                     return;
                 }
 
+                let mut warn = |error: &dyn std::fmt::Display| {
+                    // Transient: librdkafka reconnects and refetches by itself.
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                        tracing::warn!(worker = handle.worker, topic = %handle.topic, %error, "consumer error; retrying");
+                        last_warning = Some(Instant::now());
+                    }
+                };
                 let started = Instant::now();
-                let mut emitted = 0usize;
-                let mut bytes = 0usize;
-                let mut drained = false;
+                let mut read = Read::default();
                 {
                     let mut session = output.session(&*cap);
                     let mut state = handle.state.borrow_mut();
-                    let mut empty_polls = 0;
-                    while emitted < MAX_BATCH {
+                    // The consumer's own queue: events, and records only if librdkafka ever
+                    // delivers one there rather than to the partitions' queue.
+                    for _ in 0..MAX_EVENTS {
                         match handle.consumer.poll(Duration::ZERO) {
-                            // `poll` also answers `None` after serving an event of its own
-                            // (librdkafka's statistics, an offset commit's result) with
-                            // records still queued behind it: only a few `None` in a row
-                            // mean the queue is empty (else the source would idle with data waiting).
-                            None if empty_polls < MAX_EMPTY_POLLS => empty_polls += 1,
-                            None => {
-                                drained = true;
-                                break;
-                            }
+                            None => break,
                             Some(Ok(message)) => {
-                                empty_polls = 0;
                                 let record = Record::from_message(&message);
-                                state.positions.insert(record.partition, record.offset + 1);
-                                state.at_eof.insert(record.partition, false);
-                                if let Some(ts) = record.timestamp {
-                                    state.newest.insert(record.partition, ts);
-                                }
-                                bytes += record.size_bytes();
-                                emitted += 1;
+                                read.record(&mut state, &record);
                                 session.give(record);
                             }
-                            Some(Err(KafkaError::PartitionEOF(p))) => {
-                                state.at_eof.insert(p, true);
-                            }
-                            Some(Err(error)) => {
-                                // Transient: librdkafka reconnects and refetches by itself.
-                                if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
-                                    tracing::warn!(worker = handle.worker, topic = %handle.topic, %error, "consumer error; retrying");
-                                    last_warning = Some(Instant::now());
+                            Some(Err(KafkaError::PartitionEOF(p))) => state.cursor(p).into_iter().for_each(|c| c.at_eof = true),
+                            Some(Err(error)) => warn(&error),
+                        }
+                    }
+                    let fetch = handle.fetch.borrow();
+                    while read.records < MAX_BATCH {
+                        let Some(batch) = fetch.consume_batch(FETCH_BATCH, &keep_alive) else {
+                            read.drained = true;
+                            break;
+                        };
+                        let batch = Bytes::share(batch);
+                        for i in 0..batch.batch().len() {
+                            let Some(message) = batch.batch().get(i) else { continue };
+                            match message.error() {
+                                None => {
+                                    let record = Record {
+                                        partition: message.partition(),
+                                        offset: message.offset(),
+                                        timestamp: message.timestamp(),
+                                        key: batch.key(i),
+                                        value: batch.value(i),
+                                        headers: message.headers(),
+                                    };
+                                    read.record(&mut state, &record);
+                                    session.give(record);
                                 }
-                                drained = true;
-                                break;
+                                Some(RDKafkaErrorCode::PartitionEOF) => {
+                                    state.cursor(message.partition()).into_iter().for_each(|c| c.at_eof = true);
+                                }
+                                Some(code) => warn(&code),
                             }
                         }
-                        if emitted % 256 == 0 && started.elapsed() > MAX_POLL {
+                        if started.elapsed() > MAX_POLL {
                             break;
                         }
                     }
                 }
-                if emitted > 0 {
-                    JobMetrics::add(&control.metrics.records_in, emitted as u64);
-                    JobMetrics::add(&control.metrics.bytes_in, bytes as u64);
+                JobMetrics::add(&control.metrics.source_reads, 1);
+                if read.records == 0 && read.drained {
+                    JobMetrics::add(&control.metrics.source_empty_reads, 1);
                 }
-                if drained {
-                    // Nothing left: the queue callback wakes us for data; this timer for the next epoch.
+                if read.records > 0 {
+                    JobMetrics::add(&control.metrics.records_in, read.records as u64);
+                    JobMetrics::add(&control.metrics.bytes_in, read.bytes as u64);
+                }
+                if read.drained {
+                    // Nothing left: the queues' callbacks wake us for data; this timer for the next epoch.
                     let to_next_epoch = (now + epoch_ms).saturating_sub(now_ms).max(1);
-                    activator.activate_after(Duration::from_millis(to_next_epoch).min(IDLE_WAKE));
+                    activator.activate_after(Duration::from_millis(to_next_epoch));
                 } else {
                     activator.activate();
                 }

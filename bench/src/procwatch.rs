@@ -122,12 +122,13 @@ impl GroupState {
             let mut nums = stat.split_whitespace().map(|n| n.parse::<u64>().unwrap_or(0));
             let sample = ThreadSample { run_ns: nums.next().unwrap_or(0), wait_ns: nums.next().unwrap_or(0) };
             let thread = self.threads.entry(tid).or_default();
-            if thread.name.is_empty() {
-                thread.name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default().trim().to_owned();
-                // A thread first seen after the span started was born in it: its counters start at 0.
-                if !in_span {
-                    thread.at_start = sample;
-                }
+            // A thread first seen after the span started was born in it: its counters start at 0.
+            if thread.first_seen.is_none() && !in_span {
+                thread.at_start = sample;
+            }
+            // Read every time: a new thread names itself just after it starts.
+            if let Ok(name) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")) {
+                thread.name = name.trim().to_owned();
             }
             thread.first_seen.get_or_insert(now);
             thread.last = sample;

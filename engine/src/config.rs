@@ -112,7 +112,16 @@ pub struct JobConfig {
     /// (the group id when unset). Keep it, and `-w`/`-n`, across restarts so a restarted
     /// job fences the transactions of the one it replaces.
     pub transactional_id_prefix: Option<String>,
+    /// Most records a worker has handed to the producer and not yet seen acknowledged;
+    /// its source waits beyond that ([`crate::kafka::FlowGate`]). Bounds the memory a
+    /// worker holds, and keeps librdkafka's producer queue within what it may send.
+    pub max_in_flight: usize,
 }
+
+/// Default of `job.max_in_flight`: at ~400 bytes a record about 100 MB of payload per
+/// worker (plus librdkafka's own bookkeeping), half a second of copy at the fastest rates
+/// measured here; lower limits made the source wait for acknowledgements (bench/README.md).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 262_144;
 
 impl Default for JobConfig {
     fn default() -> Self {
@@ -125,6 +134,7 @@ impl Default for JobConfig {
             until_end: false,
             guarantee: Guarantee::AtLeastOnce,
             transactional_id_prefix: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -152,6 +162,9 @@ impl JobConfig {
         }
         if self.epoch_interval < Duration::from_millis(1) {
             return bad("job.epoch_interval", "expected at least 1ms");
+        }
+        if self.max_in_flight == 0 {
+            return bad("job.max_in_flight", "expected at least 1 record");
         }
         if self.transactional_id_prefix.as_deref().is_some_and(str::is_empty) {
             return bad("job.transactional_id_prefix", "expected a prefix, got an empty string");

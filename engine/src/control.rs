@@ -70,8 +70,10 @@ pub struct JobMetrics {
     pub commits: AtomicU64,
     /// Activations of the sources that read from librdkafka.
     pub source_reads: AtomicU64,
-    /// Of those, reads that found the partitions' queue empty (the source then waits for a wake-up).
+    /// Of those, reads that emptied the partitions' queue (the source then waits for the next fetch).
     pub source_empty_reads: AtomicU64,
+    /// Source activations that found the flow gate closed (the sink had `job.max_in_flight` unacknowledged).
+    pub source_gated: AtomicU64,
     /// Nanoseconds the sinks waited on a full producer queue.
     pub sink_queue_full_ns: AtomicU64,
     /// Nanoseconds the worker threads were on a CPU while running the dataflow.

@@ -158,6 +158,8 @@ pub struct Waits {
     /// Source activations that read, and those that found nothing.
     pub source_reads: u64,
     pub source_empty_reads: u64,
+    /// Source activations that found the flow gate closed.
+    pub source_gated: u64,
     /// Seconds the sinks waited on a full producer queue.
     pub sink_queue_full_s: f64,
 }
@@ -174,6 +176,7 @@ impl Waits {
             worker_parked_s: s(wall.saturating_sub(cpu + runq)),
             source_reads: M::get(&metrics.source_reads),
             source_empty_reads: M::get(&metrics.source_empty_reads),
+            source_gated: M::get(&metrics.source_gated),
             sink_queue_full_s: s(M::get(&metrics.sink_queue_full_ns)),
         }
     }
@@ -231,7 +234,7 @@ pub fn run_job<O: Observe>(
         let built = worker.dataflow::<u64, _, _>(|scope: Scope<'_, u64>| -> Result<_> {
             let (records, handle) = KafkaSource::build(scope, &plan, &job, &kafka, Arc::clone(&control))?;
             let delivered = match job.guarantee {
-                Guarantee::AtLeastOnce => KafkaSink::build(records.clone(), &job.output_topic, &kafka, Arc::clone(&control))?,
+                Guarantee::AtLeastOnce => KafkaSink::build(records.clone(), &job.output_topic, &kafka, Rc::clone(handle.flow()), Arc::clone(&control))?,
                 Guarantee::ExactlyOnce => {
                     let producer = producers
                         .lock()

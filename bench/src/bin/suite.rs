@@ -369,6 +369,7 @@ fn run_contender(c: &ContenderArgs) -> anyhow::Result<()> {
         "parked_s": (w.worker_parked_s * 1000.0).round() / 1000.0,
         "empty_reads": w.source_empty_reads,
         "reads": w.source_reads,
+        "gated": w.source_gated,
         "queue_full_s": (w.sink_queue_full_s * 1000.0).round() / 1000.0,
     })) });
     println!("{line}");
@@ -502,6 +503,8 @@ fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::
                 other_cores,
                 steal_cores
             ));
+            let threads: Vec<String> = outcome.threads.iter().take(4).map(|t| format!("{} {:.2}/{:.2}/{:.2}", t.name, t.cpu_s, t.runq_s, t.sleep_s)).collect();
+            progress.say(&format!("    threads (CPU/run queue/sleeping s): {}", threads.join(", ")));
             around.entry(spec.name).or_default().push((broker_s, other_cores, steal_cores));
             samples.entry(spec.name).or_default().push(outcome);
         }

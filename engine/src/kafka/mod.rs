@@ -2,6 +2,7 @@
 //! the watermark monitor. The only module of tidewatch that holds rdkafka handles.
 
 pub mod commit;
+pub mod flow;
 pub(crate) mod native;
 pub mod plan;
 pub mod sink;
@@ -9,6 +10,7 @@ pub mod source;
 pub mod stats;
 pub mod watermarks;
 
+pub use flow::FlowGate;
 pub use plan::TopicPlan;
 pub use sink::{Delivered, KafkaSink};
 pub use source::{EpochProgress, KafkaSource, SourceHandle};

@@ -203,8 +203,28 @@ impl<'a> FetchedMessage<'a> {
         (kind != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts >= 0).then_some(ts)
     }
 
-    /// The headers, copied, in their order (parsed by librdkafka only when the message has any).
+    /// Whether the message certainly has no headers, known without asking librdkafka
+    /// (which allocates a parser for every message to find out).
+    ///
+    /// A message with a partition leader epoch comes from a v2 record batch (librdkafka
+    /// leaves older message sets at -1), where a record's value is followed, in the same
+    /// contiguous buffer, by the varint count of its headers: a zero byte means none.
+    fn has_no_headers(&self) -> bool {
+        let value = self.message.payload.cast::<u8>();
+        // SAFETY: a live message.
+        if value.is_null() || unsafe { rd::rd_kafka_message_leader_epoch(self.message) } < 0 {
+            return false;
+        }
+        // SAFETY: in a v2 record the header count follows the value within the record, in
+        // the fetch (or decompression) buffer the value points into.
+        unsafe { *value.add(self.message.len) == 0 }
+    }
+
+    /// The headers, copied, in their order.
     pub(crate) fn headers(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        if self.has_no_headers() {
+            return Vec::new();
+        }
         let mut headers: *mut rd::rd_kafka_headers_t = ptr::null_mut();
         // SAFETY: a live message; the headers stay owned by it.
         let err = unsafe { rd::rd_kafka_message_headers(self.message, &mut headers) };

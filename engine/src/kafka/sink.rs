@@ -45,6 +45,7 @@ use crate::config::KafkaConfig;
 use crate::control::{JobControl, JobMetrics};
 use crate::epoch::now_ms;
 use crate::error::{EngineError, Result};
+use crate::kafka::flow::FlowGate;
 use crate::kafka::native::{self, Outgoing, Queue, Topic};
 use crate::kafka::source::SourceHandle;
 use crate::record::Record;
@@ -95,6 +96,8 @@ struct InFlight {
     batches: VecDeque<InFlightBatch>,
     /// Batches whose every record is acknowledged or failed, for the sink to drop.
     released: Vec<Vec<Record>>,
+    /// Records sent and not yet reported (the flow gate's count).
+    records: u64,
     /// Record timestamp → acknowledged, in ms.
     latency: hdrhistogram::Histogram<u64>,
 }
@@ -111,6 +114,7 @@ struct InFlightBatch {
 impl InFlight {
     /// Opens a batch of `n` records about to be sent for `slot`; returns its sequence number.
     fn open(&mut self, n: usize, slot: usize) -> usize {
+        self.records += n as u64;
         self.batches.push_back(InFlightBatch { records: Vec::new(), remaining: n, slot });
         self.base + self.batches.len() - 1
     }
@@ -118,6 +122,7 @@ impl InFlight {
     /// Hands the batch its records once sent, less the `unsent` ones (a send failed).
     fn fill(&mut self, seq: usize, records: Vec<Record>, unsent: usize) {
         let Some(batch) = seq.checked_sub(self.base).and_then(|i| self.batches.get_mut(i)) else { return };
+        self.records = self.records.saturating_sub(unsent as u64);
         batch.remaining = batch.remaining.saturating_sub(unsent);
         if batch.remaining == 0 {
             self.released.push(records);
@@ -130,6 +135,7 @@ impl InFlight {
     /// Counts one delivery report of batch `seq`; returns the batch's epoch slot.
     fn report(&mut self, seq: usize) -> Option<usize> {
         let batch = seq.checked_sub(self.base).and_then(|i| self.batches.get_mut(i))?;
+        self.records = self.records.saturating_sub(1);
         batch.remaining = batch.remaining.saturating_sub(1);
         let slot = batch.slot;
         if batch.remaining == 0 {
@@ -160,6 +166,7 @@ impl SinkContext {
                 base: 0,
                 batches: VecDeque::new(),
                 released: Vec::new(),
+                records: 0,
                 latency: crate::control::latency_histogram(),
             }),
             control,
@@ -179,11 +186,6 @@ impl SinkContext {
             self.control.metrics.merge_latency(&flight.latency);
             flight.latency.reset();
         }
-    }
-
-    /// Takes the batches librdkafka no longer reads (the caller drops them, outside the lock).
-    fn take_released(&self) -> Vec<Vec<Record>> {
-        std::mem::take(&mut self.flight().released)
     }
 
     /// Takes the first delivery failure, if any.
@@ -270,13 +272,18 @@ impl SinkProducer {
 
     /// Serves the waiting delivery reports and errors (at most [`MAX_EVENTS`]), then drops
     /// the batches librdkafka no longer reads. Returns whether events are still waiting.
-    fn serve(&self) -> bool {
+    fn serve(&self, flow: &FlowGate) -> bool {
         let mut served = 0;
         while self.events.len() > 0 && served < MAX_EVENTS {
             self.producer.poll(Duration::ZERO);
             served += 1;
         }
-        drop(self.context().take_released());
+        let (released, in_flight) = {
+            let mut flight = self.context().flight();
+            (std::mem::take(&mut flight.released), flight.records)
+        };
+        drop(released);
+        flow.set_in_flight(in_flight);
         self.events.len() > 0
     }
 
@@ -353,6 +360,7 @@ impl KafkaSink {
         records: Stream<'scope, u64, Vec<Record>>,
         topic: &str,
         kafka: &KafkaConfig,
+        flow: Rc<FlowGate>,
         control: Arc<JobControl>,
     ) -> Result<Stream<'scope, u64, Vec<Delivered>>> {
         let brokers = kafka.brokers().to_owned();
@@ -427,7 +435,7 @@ impl KafkaSink {
                         entry.sent += sent;
                         JobMetrics::add(&control.metrics.records_out, sent);
                     });
-                    let more = producer.serve();
+                    let more = producer.serve(&flow);
                     producer.context().merge_latency(&mut last_merge);
                     if let Some(error) = producer.context().take_failure() {
                         control.fail(error);
@@ -647,7 +655,7 @@ impl KafkaSink {
                             data.clear();
                         }
                     });
-                    let more = producer.sink.serve();
+                    let more = producer.sink.serve(source.flow());
                     context.merge_latency(&mut last_merge);
                     if let Some(error) = context.take_failure() {
                         control.fail(error);

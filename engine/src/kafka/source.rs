@@ -27,6 +27,7 @@ use crate::control::{JobControl, JobMetrics};
 use crate::epoch::{epoch_of, now_ms};
 use crate::error::{EngineError, Result};
 use crate::bytes::Bytes;
+use crate::kafka::flow::FlowGate;
 use crate::kafka::native::Queue;
 use crate::kafka::plan::TopicPlan;
 use crate::kafka::stats::{ClientRole, StatsReporter};
@@ -88,6 +89,8 @@ pub struct SourceHandle {
     /// The partitions' own queues, forwarding to `fetch`.
     _partition_queues: Vec<Queue>,
     consumer: Arc<BaseConsumer<QuietEofContext>>,
+    /// Closed while the sink has `job.max_in_flight` records unacknowledged.
+    flow: Rc<FlowGate>,
     topic: String,
     brokers: String,
     worker: usize,
@@ -163,6 +166,11 @@ pub struct EpochProgress {
 }
 
 impl SourceHandle {
+    /// The flow gate this worker's sink keeps (see [`FlowGate`]).
+    pub fn flow(&self) -> &Rc<FlowGate> {
+        &self.flow
+    }
+
     /// The input topic.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -337,6 +345,7 @@ impl KafkaSource {
 
         let epoch_ms = job.epoch_ms();
         let until_end = job.until_end;
+        let max_in_flight = job.max_in_flight;
         let name = format!("KafkaSource({})", plan.topic);
         let topic = plan.topic.clone();
         // The operator's constructor runs inside `source`, and hands the shared handle out through here.
@@ -365,11 +374,13 @@ impl KafkaSource {
                 fetch: RefCell::new(fetch),
                 _partition_queues: partition_queues,
                 consumer: Arc::new(consumer),
+                flow: Rc::new(FlowGate::new(max_in_flight)),
                 topic,
                 brokers,
                 worker,
                 state: RefCell::new(state),
             });
+            handle.flow.set_source(activator.clone());
             let _ = shared.set(Rc::clone(&handle));
             let keep_alive: Arc<dyn Send + Sync> = Arc::clone(&handle.consumer) as Arc<dyn Send + Sync>;
             let mut capability = Some(capability);
@@ -393,6 +404,13 @@ impl KafkaSource {
                     return;
                 }
 
+                if !handle.flow.may_read() {
+                    JobMetrics::add(&control.metrics.source_gated, 1);
+                    // The sink wakes us once half of its records in flight are acknowledged.
+                    let to_next_epoch = (now + epoch_ms).saturating_sub(now_ms).max(1);
+                    activator.activate_after(Duration::from_millis(to_next_epoch));
+                    return;
+                }
                 let mut warn = |error: &dyn std::fmt::Display| {
                     // Transient: librdkafka reconnects and refetches by itself.
                     if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
@@ -453,7 +471,7 @@ impl KafkaSource {
                     }
                 }
                 JobMetrics::add(&control.metrics.source_reads, 1);
-                if read.records == 0 && read.drained {
+                if read.drained {
                     JobMetrics::add(&control.metrics.source_empty_reads, 1);
                 }
                 if read.records > 0 {

@@ -5,6 +5,7 @@
 //! observation operators build on the record stream it hands out ([`runtime::Observe`]).
 
 pub mod assign;
+pub mod budget;
 mod bytes;
 pub mod config;
 pub mod control;

@@ -234,7 +234,7 @@ pub fn run_job<O: Observe>(
         let built = worker.dataflow::<u64, _, _>(|scope: Scope<'_, u64>| -> Result<_> {
             let (records, handle) = KafkaSource::build(scope, &plan, &job, &kafka, Arc::clone(&control))?;
             let delivered = match job.guarantee {
-                Guarantee::AtLeastOnce => KafkaSink::build(records.clone(), &job.output_topic, &kafka, Rc::clone(handle.flow()), Arc::clone(&control))?,
+                Guarantee::AtLeastOnce => KafkaSink::build(records.clone(), &job.output_topic, &kafka, &handle, Arc::clone(&control))?,
                 Guarantee::ExactlyOnce => {
                     let producer = producers
                         .lock()

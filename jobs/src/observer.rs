@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use tidewatch_engine::{run_job, Cluster, JobControl, RunSummary};
+use tidewatch_operators::custom::ObserverFactory;
 use tidewatch_operators::observers::{ObserverMetrics, ObserverPlan};
 
 use crate::config::FileConfig;
@@ -37,12 +38,27 @@ pub fn run_observed_watching(
     observer_metrics: Arc<ObserverMetrics>,
     watch: impl FnOnce(Arc<Mutex<Latest>>),
 ) -> anyhow::Result<RunSummary> {
+    run_observed_core(file, cluster, control, observer_metrics, Vec::new(), watch)
+}
+
+/// [`run_observed_watching`], with record observers of your own beside the built-in ones
+/// (their metrics join the stats documents, `/metrics` and the alert rules).
+pub fn run_observed_core(
+    file: FileConfig,
+    cluster: &Cluster,
+    control: Arc<JobControl>,
+    observer_metrics: Arc<ObserverMetrics>,
+    own: Vec<Arc<dyn ObserverFactory>>,
+    watch: impl FnOnce(Arc<Mutex<Latest>>),
+) -> anyhow::Result<RunSummary> {
     let FileConfig { job, kafka, observe, output, opensearch, profile } = file;
     // Check everything before anything starts (files, ports).
     job.validate()?;
     kafka.consumer_config(&job.group_id)?;
     kafka.producer_config()?;
-    let plan = ObserverPlan::new(&observe, job.epoch_interval)?.with_profile(&profile, job.epoch_interval)?;
+    let plan = own
+        .into_iter()
+        .fold(ObserverPlan::new(&observe, job.epoch_interval)?.with_profile(&profile, job.epoch_interval)?, ObserverPlan::with_observer);
     // Profiles are assembled on worker 0, which runs in process 0.
     let profiles = if plan.profiles() && cluster.process == 0 { Some(ProfileWriter::start(&profile.dir, &opensearch)?) } else { None };
     let outputs = Outputs::start(&output, &opensearch, &job.input_topic, cluster.process, Arc::clone(&control), Arc::clone(&observer_metrics))?;

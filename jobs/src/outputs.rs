@@ -72,6 +72,12 @@ struct Metrics {
     latency: Family<Labels, Gauge<f64, AtomicU64>>,
     observer_window: Family<Labels, Gauge>,
     observer_total: Family<Labels, Counter>,
+    sampled_records: Family<Labels, Counter>,
+    sampling_rate: Family<Labels, Gauge<f64, AtomicU64>>,
+    source_reads: Counter,
+    source_empty_reads: Counter,
+    source_gated: Counter,
+    worker_seconds: Family<Labels, Counter<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -100,6 +106,24 @@ impl Metrics {
         registry.register("tidewatch_opensearch_buffered", "Documents waiting for OpenSearch", self.opensearch_buffered.clone());
         registry.register("tidewatch_observer_window", "A custom observer's count in the last closed window", self.observer_window.clone());
         registry.register("tidewatch_observer", "A custom observer's count over all windows", self.observer_total.clone());
+        registry.register(
+            "tidewatch_observation_sampled_records",
+            "Records offered to a sampling branch (profile, observers) under the observation budget, by outcome (observed, skipped)",
+            self.sampled_records.clone(),
+        );
+        registry.register(
+            "tidewatch_observation_sampling_rate",
+            "Share of the records the sampled record observers observed in the last closed window; 1 within budget",
+            self.sampling_rate.clone(),
+        );
+        registry.register("tidewatch_source_reads", "Source activations that read from librdkafka (this process)", self.source_reads.clone());
+        registry.register("tidewatch_source_empty_reads", "Source reads that emptied the partitions' queue and waited for the next fetch", self.source_empty_reads.clone());
+        registry.register("tidewatch_source_gated", "Source activations that found the flow gate closed (job.max_in_flight unacknowledged)", self.source_gated.clone());
+        registry.register(
+            "tidewatch_worker_seconds",
+            "Worker threads' time by state: cpu (running), runqueue (waiting for a core), parked (nothing to do, or blocked)",
+            self.worker_seconds.clone(),
+        );
         registry.register(
             "tidewatch_delivery_latency_seconds",
             "Record timestamp to acknowledgement by the output topic, quantiles over the last half second with deliveries",
@@ -146,6 +170,9 @@ impl Metrics {
             let labels = vec![("metric".into(), metric.clone())];
             self.observer_window.get_or_create(&labels).set(*n);
             self.observer_total.get_or_create(&labels).inc_by((*n).max(0) as u64);
+        }
+        for (branch, sampling) in &doc.sampling {
+            self.sampling_rate.get_or_create(&vec![("branch".into(), branch.clone())]).set(sampling.rate);
         }
     }
 
@@ -328,6 +355,25 @@ fn refresh_metrics(metrics: &Metrics, control: &JobControl, observers: &Observer
     raise_to(&metrics.records_delivered, JobMetrics::get(&m.records_delivered));
     raise_to(&metrics.commits, JobMetrics::get(&m.commits));
     metrics.arrangement_updates.set(i64::try_from(observers.arrangement_updates.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+    for (branch, sampling) in [("profile", &observers.profile_sampling), ("observers", &observers.observer_sampling)] {
+        let (seen, observed) = (sampling.seen.load(Ordering::Relaxed), sampling.observed.load(Ordering::Relaxed));
+        if seen > 0 {
+            let labels = |outcome: &str| vec![("branch".to_owned(), branch.to_owned()), ("outcome".to_owned(), outcome.to_owned())];
+            raise_to(&metrics.sampled_records.get_or_create(&labels("observed")), observed);
+            raise_to(&metrics.sampled_records.get_or_create(&labels("skipped")), seen.saturating_sub(observed));
+        }
+    }
+    raise_to(&metrics.source_reads, JobMetrics::get(&m.source_reads));
+    raise_to(&metrics.source_empty_reads, JobMetrics::get(&m.source_empty_reads));
+    raise_to(&metrics.source_gated, JobMetrics::get(&m.source_gated));
+    let waits = tidewatch_engine::Waits::of(m);
+    for (state, seconds) in [("cpu", waits.worker_cpu_s), ("runqueue", waits.worker_runq_s), ("parked", waits.worker_parked_s)] {
+        let counter = metrics.worker_seconds.get_or_create(&vec![("state".to_owned(), state.to_owned())]);
+        let delta = seconds - counter.get();
+        if delta > 0.0 {
+            counter.inc_by(delta);
+        }
+    }
     if let Some(latency) = m.take_latency().filter(|h| !h.is_empty()) {
         for (label, q) in [("0.5", 0.5), ("0.99", 0.99), ("1", 1.0)] {
             let seconds = latency.value_at_quantile(q) as f64 / 1000.0;

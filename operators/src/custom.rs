@@ -45,6 +45,7 @@ use std::sync::Arc;
 
 use differential_dataflow::{AsCollection, VecCollection};
 use serde_json::Value;
+use tidewatch_engine::budget::Sampler;
 use tidewatch_engine::{Record, RecordStream};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -118,6 +119,8 @@ pub enum CustomKey {
     Count(u16),
     /// A record behind the metric: input partition and offset.
     Sample(u16, i32, i64),
+    /// Records offered to sampled observers: observed (`true`) or skipped under the budget.
+    Sampled(bool),
 }
 
 /// One worker's instance of an observer.
@@ -136,6 +139,12 @@ pub trait ObserverFactory: Send + Sync + 'static {
     fn metrics(&self) -> Vec<String>;
     /// An instance for worker `worker`.
     fn create(&self, worker: usize) -> Box<dyn RecordObserver>;
+    /// Whether it must see every record. Observers that may not (the default) share one
+    /// budget of the copy's time (`observe.budget`): over it, they see 1 record in k and
+    /// the stats document's `sampling` says how many they saw.
+    fn exact(&self) -> bool {
+        false
+    }
 }
 
 /// The full names (`<observer>.<metric>`) of the metrics of `observers`, in report order.
@@ -143,8 +152,9 @@ pub fn metric_names(observers: &[Arc<dyn ObserverFactory>]) -> Vec<String> {
     observers.iter().flat_map(|o| o.metrics().into_iter().map(move |m| format!("{}.{m}", o.name()))).collect()
 }
 
-/// One epoch's counts and samples, with the capability to report them.
-type Staged = (Capability<u64>, Vec<i64>, Vec<(u16, i32, i64)>);
+/// One epoch's counts and samples, with the capability to report them, and the records
+/// observed and skipped (sampled observers only).
+type Staged = (Capability<u64>, Vec<i64>, Vec<(u16, i32, i64)>, [u64; 2]);
 
 /// How many samples one observer may give per metric and epoch.
 const SAMPLES_PER_EPOCH: usize = 5;
@@ -153,9 +163,21 @@ const SAMPLES_PER_EPOCH: usize = 5;
 /// (by its index in [`metric_names`]) as a differential update, and the samples given,
 /// emitted when the epoch is complete.
 pub fn observe_custom<'scope>(records: RecordStream<'scope>, observers: Vec<Arc<dyn ObserverFactory>>) -> VecCollection<'scope, u64, CustomKey, isize> {
+    observe_custom_core(records, observers, 0, None)
+}
+
+/// [`observe_custom`] for observers whose metrics start at index `base`, looking at the
+/// records `sampler` takes (all without one), with the time they take charged to it.
+pub fn observe_custom_core<'scope>(
+    records: RecordStream<'scope>,
+    observers: Vec<Arc<dyn ObserverFactory>>,
+    base: usize,
+    mut sampler: Option<Sampler>,
+) -> VecCollection<'scope, u64, CustomKey, isize> {
     let worker = records.scope().index();
+    let name = if sampler.is_some() { "CustomObservers(sampled)" } else { "CustomObservers" };
     records
-        .unary_frontier::<CapacityContainerBuilder<Vec<(CustomKey, u64, isize)>>, _, _, _>(Pipeline, "CustomObservers", move |_, _| {
+        .unary_frontier::<CapacityContainerBuilder<Vec<(CustomKey, u64, isize)>>, _, _, _>(Pipeline, name, move |_, _| {
             let mut instances: Vec<(Box<dyn RecordObserver>, Vec<String>)> =
                 observers.iter().map(|o| (o.create(worker), o.metrics())).collect();
             let width: usize = instances.iter().map(|(_, m)| m.len()).sum();
@@ -163,12 +185,12 @@ pub fn observe_custom<'scope>(records: RecordStream<'scope>, observers: Vec<Arc<
             let mut staged: BTreeMap<u64, Staged> = BTreeMap::new();
             // The epoch whose records the instances are counting now.
             let mut current: Option<u64> = None;
-            let flush = |instances: &mut Vec<(Box<dyn RecordObserver>, Vec<String>)>, values: &mut [i64], samples: &mut Vec<(u16, i32, i64)>| {
+            let flush = move |instances: &mut Vec<(Box<dyn RecordObserver>, Vec<String>)>, values: &mut [i64], samples: &mut Vec<(u16, i32, i64)>| {
                 let mut offset = 0;
                 for (observer, names) in instances.iter_mut() {
                     let slice = &mut values[offset..offset + names.len()];
                     let mut given = Vec::new();
-                    observer.flush(&mut Counts { names, values: slice, base: offset, samples: &mut given });
+                    observer.flush(&mut Counts { names, values: slice, base: base + offset, samples: &mut given });
                     // A few per metric: samples point at examples, they are not a log.
                     let mut per_metric: BTreeMap<u16, usize> = BTreeMap::new();
                     for sample in given {
@@ -187,21 +209,35 @@ pub fn observe_custom<'scope>(records: RecordStream<'scope>, observers: Vec<Arc<
                     let Some(&epoch) = capability.least() else { return };
                     // A worker's records arrive in epoch order: a new epoch closes the count of the previous one.
                     if current.is_some_and(|c| c != epoch) {
-                        if let Some((_, values, samples)) = current.and_then(|c| staged.get_mut(&c)) {
+                        if let Some((_, values, samples, _)) = current.and_then(|c| staged.get_mut(&c)) {
                             flush(&mut instances, values, samples);
+                        }
+                        if let Some(sampler) = sampler.as_mut() {
+                            sampler.next_epoch();
                         }
                     }
                     current = Some(epoch);
-                    staged.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, port), vec![0; width], Vec::new()));
+                    let (_, _, _, tally) = staged.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, port), vec![0; width], Vec::new(), [0; 2]));
+                    let started = std::time::Instant::now();
                     for record in data.iter() {
+                        if let Some(sampler) = sampler.as_mut() {
+                            let taken = sampler.take();
+                            tally[usize::from(taken)] += 1;
+                            if !taken {
+                                continue;
+                            }
+                        }
                         let view = RecordView::new(record);
                         for (observer, _) in &mut instances {
                             observer.observe(&view);
                         }
                     }
+                    if let Some(sampler) = sampler.as_mut() {
+                        sampler.charge(started.elapsed());
+                    }
                 });
                 if let Some(epoch) = current.filter(|e| !frontier.less_equal(e)) {
-                    if let Some((_, values, samples)) = staged.get_mut(&epoch) {
+                    if let Some((_, values, samples, _)) = staged.get_mut(&epoch) {
                         flush(&mut instances, values, samples);
                     }
                     current = None;
@@ -210,15 +246,22 @@ pub fn observe_custom<'scope>(records: RecordStream<'scope>, observers: Vec<Arc<
                     if frontier.less_equal(entry.key()) || current == Some(*entry.key()) {
                         break;
                     }
-                    let (epoch, (capability, values, samples)) = entry.remove_entry();
+                    let (epoch, (capability, values, samples, tally)) = entry.remove_entry();
                     let mut session = output.session(&capability);
                     for (index, value) in values.into_iter().enumerate() {
                         if value != 0 {
-                            session.give((CustomKey::Count(u16::try_from(index).unwrap_or(u16::MAX)), epoch, value as isize));
+                            session.give((CustomKey::Count(u16::try_from(base + index).unwrap_or(u16::MAX)), epoch, value as isize));
                         }
                     }
                     for (metric, partition, offset) in samples {
                         session.give((CustomKey::Sample(metric, partition, offset), epoch, 1));
+                    }
+                    if sampler.is_some() {
+                        for (observed, n) in [(false, tally[0]), (true, tally[1])] {
+                            if n > 0 {
+                                session.give((CustomKey::Sampled(observed), epoch, isize::try_from(n).unwrap_or(isize::MAX)));
+                            }
+                        }
                     }
                 }
             }

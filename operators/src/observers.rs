@@ -11,6 +11,7 @@ use differential_dataflow::trace::implementations::spine_fueled::SpineBatch;
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::AsCollection;
 use serde::Deserialize;
+use tidewatch_engine::budget::Sampler;
 use tidewatch_engine::{Observe, ObserveInputs, WorkerContext};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -19,7 +20,7 @@ use timely::dataflow::operators::Inspect;
 
 use crate::alerts::{AlertEvent, AlertRule, EvaluateAlerts};
 use crate::classify::{FieldPathError, FieldSet};
-use crate::custom::{metric_names, observe_custom, CustomKey, ObserverFactory};
+use crate::custom::{metric_names, observe_custom_core, CustomKey, ObserverFactory};
 use crate::reconcile::Reconcile;
 use crate::value_rules::{RuleError, ValueRule, ValueRules};
 use crate::lag::{lag_rows, positions, watermarks};
@@ -43,6 +44,10 @@ pub struct ObserveConfig {
     pub rules: Vec<ValueRule>,
     /// Copy reconciliation (offsets consumed, gaps, repeats) per window.
     pub reconcile: bool,
+    /// The share of the copy's time each sampling branch (the dataset profile, record
+    /// observers that need not see every record) may spend per epoch; over it, the branch
+    /// observes 1 record in k. 0: no budget. Quality, lag and reconciliation never sample.
+    pub budget: f64,
 }
 
 fn window<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -58,6 +63,7 @@ impl Default for ObserveConfig {
             alerts: vec![AlertRule::reference_lag()],
             rules: Vec::new(),
             reconcile: true,
+            budget: 1.0,
         }
     }
 }
@@ -67,6 +73,28 @@ impl Default for ObserveConfig {
 pub struct ObserverMetrics {
     /// Updates held by the quality arrangements of this process (stays flat as epochs advance).
     pub arrangement_updates: AtomicU64,
+    /// The dataset profile's sampling (whole job, counted where the profile is assembled).
+    pub profile_sampling: BranchSampling,
+    /// The sampled record observers' sampling (this process's workers).
+    pub observer_sampling: BranchSampling,
+}
+
+/// How one sampling branch fares under the observation budget: records offered to it
+/// and records it observed (their ratio is its sampling rate).
+#[derive(Debug, Default)]
+pub struct BranchSampling {
+    /// Records offered to the branch.
+    pub seen: AtomicU64,
+    /// Records it observed.
+    pub observed: AtomicU64,
+}
+
+impl BranchSampling {
+    /// Adds figures since the last report.
+    pub fn report(&self, seen: u64, observed: u64) {
+        self.seen.fetch_add(seen, Ordering::Relaxed);
+        self.observed.fetch_add(observed, Ordering::Relaxed);
+    }
 }
 
 /// Where worker 0 hands the documents.
@@ -91,6 +119,8 @@ pub struct Observers {
     profile: Option<(Arc<ProfileConfig>, u64)>,
     /// Where worker 0 hands the window profiles (none: not profiled).
     profile_sink: Option<Sender<WindowProfile>>,
+    /// Each sampling branch's share of the copy's time (0: no budget).
+    budget: f64,
 }
 
 impl std::fmt::Debug for Observers {
@@ -127,6 +157,7 @@ pub struct ObserverPlan {
     rules: Vec<AlertRule>,
     custom: Vec<Arc<dyn ObserverFactory>>,
     profile: Option<(Arc<ProfileConfig>, u64)>,
+    budget: f64,
 }
 
 impl std::fmt::Debug for ObserverPlan {
@@ -148,6 +179,12 @@ impl ObserverPlan {
                 message: format!("expected a positive multiple of the epoch interval ({epoch_ms} ms), got {window_ms} ms"),
             });
         }
+        if !config.budget.is_finite() || config.budget < 0.0 {
+            return Err(ObserveError::Value {
+                key: "observe.budget".to_owned(),
+                message: format!("expected a share of the copy's time of at least 0 (1.0: as long as the copy, 0: no budget), got {}", config.budget),
+            });
+        }
         let mut custom: Vec<Arc<dyn ObserverFactory>> = Vec::new();
         if !config.rules.is_empty() {
             custom.push(Arc::new(ValueRules::new(&config.rules)?));
@@ -165,7 +202,7 @@ impl ObserverPlan {
                 });
             }
         }
-        Ok(ObserverPlan { fields: Arc::new(fields), window_ms: u64::try_from(window_ms).unwrap_or(u64::MAX), rules: config.alerts.clone(), custom, profile: None })
+        Ok(ObserverPlan { fields: Arc::new(fields), window_ms: u64::try_from(window_ms).unwrap_or(u64::MAX), rules: config.alerts.clone(), custom, profile: None, budget: config.budget })
     }
 
     /// Adds dataset profiles (the `[profile]` table) when `config.enabled`, checking its
@@ -206,8 +243,10 @@ impl ObserverPlan {
 
     /// The observers, handing documents to `sinks` and keeping their counters in `metrics`.
     pub fn attach(self, sinks: ObservationSinks, metrics: Arc<ObserverMetrics>) -> Observers {
-        let ObserverPlan { fields, window_ms, rules, custom, profile } = self;
-        Observers { fields, window_ms, rules, custom, sinks, metrics, profile, profile_sink: None }
+        let ObserverPlan { fields, window_ms, rules, mut custom, profile, budget } = self;
+        // Exact observers first: the sampled ones report after them, by metric index.
+        custom.sort_by_key(|o| !o.exact());
+        Observers { fields, window_ms, rules, custom, sinks, metrics, profile, profile_sink: None, budget }
     }
 }
 
@@ -230,7 +269,10 @@ impl Observe for Observers {
         // in process 0, hands the profiles to the sink.
         if let Some((config, window_ms)) = &self.profile {
             let sink = self.profile_sink.clone();
-            records.clone().profile_windows(Arc::clone(config), *window_ms).inspect(move |profile| {
+            let sampler = Sampler::new(Rc::clone(source.copy_clock()), self.budget);
+            let counted = Arc::clone(&self.metrics);
+            records.clone().profile_windows_within(Arc::clone(config), *window_ms, Some(sampler)).inspect(move |profile| {
+                counted.profile_sampling.report(profile.overview.offered(), profile.overview.records);
                 if let Some(sink) = &sink {
                     let _ = sink.send(profile.clone());
                 }
@@ -262,13 +304,32 @@ impl Observe for Observers {
         let stop_source = Rc::clone(&source);
         let control = Arc::clone(&context.control);
         let watermark_stop = move || control.stop_requested() || stop_source.is_finished();
+        let copy_clock = Rc::clone(source.copy_clock());
         let lag = lag_rows(positions(scope, source), watermarks(scope, Arc::clone(&context.control), context.job.epoch_ms(), watermark_stop))
             .map(Observation::Lag);
 
-        // Custom observers: their counts per epoch and worker.
-        let custom = observe_custom(records_for_custom, self.custom.clone()).map(|key| match key {
+        // Custom observers: their counts per epoch and worker. Those that must see every
+        // record (value rules, reconciliation) first; the others within the budget.
+        let (exact, sampled): (Vec<_>, Vec<_>) = self.custom.iter().cloned().partition(|o| o.exact());
+        let base = metric_names(&exact).len();
+        let exact = observe_custom_core(records_for_custom.clone(), exact, 0, None);
+        let custom = if sampled.is_empty() {
+            exact
+        } else {
+            let sampler = Sampler::new(Rc::clone(&copy_clock), self.budget);
+            let counted = Arc::clone(&self.metrics);
+            let sampled = observe_custom_core(records_for_custom, sampled, base, Some(sampler)).inspect(move |(key, _, diff)| {
+                if let CustomKey::Sampled(observed) = key {
+                    let n = u64::try_from(*diff).unwrap_or(0);
+                    counted.observer_sampling.report(n, if *observed { n } else { 0 });
+                }
+            });
+            exact.concat(sampled)
+        };
+        let custom = custom.map(|key| match key {
             CustomKey::Count(metric) => Observation::Custom(metric),
             CustomKey::Sample(metric, partition, offset) => Observation::Sample(metric, partition, offset),
+            CustomKey::Sampled(observed) => Observation::Sampled(observed),
         });
 
         let stats_sink = self.sinks.stats.clone();

@@ -60,6 +60,11 @@ impl ObserverFactory for Reconcile {
     fn create(&self, _worker: usize) -> Box<dyn RecordObserver> {
         Box::<OnWorker>::default()
     }
+
+    /// Always exact: reconciliation counts every record.
+    fn exact(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

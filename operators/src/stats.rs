@@ -28,6 +28,20 @@ pub enum Observation {
     Custom(u16),
     /// A record behind a custom metric: its input partition and offset.
     Sample(u16, i32, i64),
+    /// Records offered to the sampled record observers: observed (`true`) or skipped
+    /// under the observation budget.
+    Sampled(bool),
+}
+
+/// How many records a sampled branch was offered in a window and how many it observed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// Records offered.
+    pub seen: i64,
+    /// Records observed.
+    pub observed: i64,
+    /// `observed / seen`: 1.0 while the branch is within its budget.
+    pub rate: f64,
 }
 
 /// Burrow-style health of one partition, judged over the last windows.
@@ -98,6 +112,11 @@ pub struct StatsDoc {
     /// A few records behind the custom observers' counts, `[partition, offset]`, by metric.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub samples: BTreeMap<String, Vec<(i32, i64)>>,
+    /// Per branch that may sample under the observation budget (`observers`: the record
+    /// observers that need not see every record), what it saw in the window. Counts in
+    /// `observers` of such a branch are over the records it observed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sampling: BTreeMap<String, Sampling>,
 }
 
 impl StatsDoc {
@@ -263,6 +282,16 @@ impl WindowFolder {
                     }
                 }
                 samples
+            },
+            sampling: {
+                let (observed, skipped) = (count(Observation::Sampled(true)), count(Observation::Sampled(false)));
+                let seen = observed + skipped;
+                let rate = if seen > 0 { observed as f64 / seen as f64 } else { 1.0 };
+                let mut sampling = BTreeMap::new();
+                if seen > 0 {
+                    sampling.insert("observers".to_owned(), Sampling { seen, observed, rate });
+                }
+                sampling
             },
         }
     }

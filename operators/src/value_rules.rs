@@ -200,6 +200,11 @@ impl ObserverFactory for ValueRules {
         let n = self.rules.len();
         Box::new(OnWorker { rules: self.rules.clone(), violations: vec![0; n], checked: vec![0; n], samples: vec![Vec::new(); n] })
     }
+
+    /// Always exact: value rules are quality counts.
+    fn exact(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

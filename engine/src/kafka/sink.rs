@@ -360,9 +360,11 @@ impl KafkaSink {
         records: Stream<'scope, u64, Vec<Record>>,
         topic: &str,
         kafka: &KafkaConfig,
-        flow: Rc<FlowGate>,
+        source: &SourceHandle,
         control: Arc<JobControl>,
     ) -> Result<Stream<'scope, u64, Vec<Delivered>>> {
+        let flow = Rc::clone(source.flow());
+        let copy_clock = Rc::clone(source.copy_clock());
         let brokers = kafka.brokers().to_owned();
         let context = SinkContext::new(topic, Arc::clone(&control));
         let producer: BaseProducer<SinkContext> = kafka
@@ -390,6 +392,7 @@ impl KafkaSink {
                 let mut failed = false;
                 let mut last_merge = Instant::now();
                 move |(input, frontier), output| {
+                    let started = Instant::now();
                     let port = output.output_index();
                     producer.context().now_ms.store(now_ms(), Ordering::Relaxed);
                     input.for_each(|capability, data| {
@@ -437,6 +440,7 @@ impl KafkaSink {
                     });
                     let more = producer.serve(&flow);
                     producer.context().merge_latency(&mut last_merge);
+                    copy_clock.charge(started.elapsed());
                     if let Some(error) = producer.context().take_failure() {
                         control.fail(error);
                         failed = true;
@@ -625,6 +629,7 @@ impl KafkaSink {
                 let mut failed = false;
                 let mut last_merge = Instant::now();
                 move |(input, frontier), output| {
+                    let started = Instant::now();
                     let port = output.output_index();
                     let context = producer.sink.context();
                     context.now_ms.store(now_ms(), Ordering::Relaxed);
@@ -657,6 +662,7 @@ impl KafkaSink {
                     });
                     let more = producer.sink.serve(source.flow());
                     context.merge_latency(&mut last_merge);
+                    source.copy_clock().charge(started.elapsed());
                     if let Some(error) = context.take_failure() {
                         control.fail(error);
                         failed = true;

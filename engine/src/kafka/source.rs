@@ -27,6 +27,7 @@ use crate::control::{JobControl, JobMetrics};
 use crate::epoch::{epoch_of, now_ms};
 use crate::error::{EngineError, Result};
 use crate::bytes::Bytes;
+use crate::budget::CopyClock;
 use crate::kafka::flow::FlowGate;
 use crate::kafka::native::Queue;
 use crate::kafka::plan::TopicPlan;
@@ -91,6 +92,8 @@ pub struct SourceHandle {
     consumer: Arc<BaseConsumer<QuietEofContext>>,
     /// Closed while the sink has `job.max_in_flight` records unacknowledged.
     flow: Rc<FlowGate>,
+    /// Time this worker's source and sink spend: the observers' budgets are shares of it.
+    copy_clock: Rc<CopyClock>,
     topic: String,
     brokers: String,
     worker: usize,
@@ -169,6 +172,11 @@ impl SourceHandle {
     /// The flow gate this worker's sink keeps (see [`FlowGate`]).
     pub fn flow(&self) -> &Rc<FlowGate> {
         &self.flow
+    }
+
+    /// The clock of this worker's copy path (source and sink), which observers' budgets follow.
+    pub fn copy_clock(&self) -> &Rc<CopyClock> {
+        &self.copy_clock
     }
 
     /// The input topic.
@@ -375,6 +383,7 @@ impl KafkaSource {
                 _partition_queues: partition_queues,
                 consumer: Arc::new(consumer),
                 flow: Rc::new(FlowGate::new(max_in_flight)),
+                copy_clock: Rc::new(CopyClock::default()),
                 topic,
                 brokers,
                 worker,
@@ -470,6 +479,7 @@ impl KafkaSource {
                         }
                     }
                 }
+                handle.copy_clock.charge(started.elapsed());
                 JobMetrics::add(&control.metrics.source_reads, 1);
                 if read.drained {
                     JobMetrics::add(&control.metrics.source_empty_reads, 1);

@@ -157,6 +157,11 @@ impl ProfileBuilder {
 
     /// Profiles one record value: `None` is a tombstone, bytes that are not JSON (or not
     /// UTF-8) are counted as unparseable, JSON that is not an object as `not_object`.
+    /// Counts a record the observation budget left out of the profile.
+    pub fn skip(&mut self) {
+        self.overview.skipped += 1;
+    }
+
     pub fn observe(&mut self, value: Option<&[u8]>) {
         self.observe_inner(value, true);
     }

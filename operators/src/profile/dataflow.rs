@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tidewatch_engine::budget::Sampler;
 use tidewatch_engine::RecordStream;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -85,23 +86,45 @@ pub trait ProfileWindows<'scope> {
     /// assert_eq!(profiles[0].summary["page"].types["integer"], 1);
     /// ```
     fn profile_windows(self, config: Arc<ProfileConfig>, window_ms: u64) -> Stream<'scope, u64, Vec<WindowProfile>>;
+
+    /// [`ProfileWindows::profile_windows`], profiling the records `sampler` takes (its
+    /// time charged to it); the others are counted as skipped in the overview.
+    fn profile_windows_within(self, config: Arc<ProfileConfig>, window_ms: u64, sampler: Option<Sampler>) -> Stream<'scope, u64, Vec<WindowProfile>>;
 }
 
 impl<'scope> ProfileWindows<'scope> for RecordStream<'scope> {
     fn profile_windows(self, config: Arc<ProfileConfig>, window_ms: u64) -> Stream<'scope, u64, Vec<WindowProfile>> {
+        self.profile_windows_within(config, window_ms, None)
+    }
+
+    fn profile_windows_within(self, config: Arc<ProfileConfig>, window_ms: u64, mut sampler: Option<Sampler>) -> Stream<'scope, u64, Vec<WindowProfile>> {
         let window_ms = window_ms.max(1);
         let builder_config = Arc::clone(&config);
         let pieces = self.unary_frontier::<CapacityContainerBuilder<Vec<(u64, Piece)>>, _, _, _>(Pipeline, "ProfilePartial", move |_capability, _info| {
             let mut pending: BTreeMap<u64, (Capability<u64>, ProfileBuilder)> = BTreeMap::new();
+            let mut last_epoch = None;
             move |(input, frontier), output| {
                 let port = output.output_index();
                 input.for_each(|capability, data| {
                     let Some(&epoch) = capability.least() else { return };
                     let start = epoch - epoch % window_ms;
                     let (_, builder) = pending.entry(start).or_insert_with(|| (capability.delayed(&epoch, port), ProfileBuilder::new(&builder_config)));
-                    for record in data.iter() {
-                        builder.observe(record.value.as_deref());
+                    let Some(sampler) = sampler.as_mut() else {
+                        data.iter().for_each(|record| builder.observe(record.value.as_deref()));
+                        return;
+                    };
+                    if last_epoch.replace(epoch).is_some_and(|e| e != epoch) {
+                        sampler.next_epoch();
                     }
+                    sampler.timed(|sampler| {
+                        for record in data.iter() {
+                            if sampler.take() {
+                                builder.observe(record.value.as_deref());
+                            } else {
+                                builder.skip();
+                            }
+                        }
+                    });
                 });
                 while let Some(entry) = pending.first_entry() {
                     if !passed(&frontier.frontier(), entry.key() + window_ms) {

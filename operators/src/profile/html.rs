@@ -121,6 +121,16 @@ pub fn render_html(profile: &WindowProfile) -> String {
 
 fn overview(h: &mut String, p: &WindowProfile) {
     let o = &p.overview;
+    if o.skipped > 0 {
+        let _ = write!(
+            h,
+            "<p class=\"note\" id=\"sampling\">Sampled under the observation budget: {} of {} records profiled ({}); \
+             every count below is over the profiled records.</p>\n",
+            o.records,
+            o.offered(),
+            pct(o.records, o.offered()),
+        );
+    }
     let cells = o.rows() * p.summary.len() as u64;
     let missing = p.missing_cells();
     let _ = write!(

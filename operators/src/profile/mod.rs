@@ -120,8 +120,12 @@ pub enum ProfileError {
 /// Whole-record counts of a window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overview {
-    /// Records observed.
+    /// Records profiled.
     pub records: u64,
+    /// Records skipped under the observation budget (the profile then covers 1 record in
+    /// `(records + skipped) / records`).
+    #[serde(default)]
+    pub skipped: u64,
     /// Records whose value is a JSON object (their fields are profiled).
     pub objects: u64,
     /// Records whose value is JSON but not an object.
@@ -143,8 +147,14 @@ impl Overview {
         self.objects + self.not_object
     }
 
+    /// Records the profile was offered: profiled or skipped under the budget.
+    pub fn offered(&self) -> u64 {
+        self.records + self.skipped
+    }
+
     fn merge(&mut self, o: &Overview) {
         self.records += o.records;
+        self.skipped += o.skipped;
         self.objects += o.objects;
         self.not_object += o.not_object;
         self.unparseable += o.unparseable;

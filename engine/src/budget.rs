@@ -133,7 +133,7 @@ impl Sampler {
         let Some(ratio) = ratio else { return };
         // Aim at half the budget, so the branch stays within it while its cost varies:
         // at `ratio` of the budget, observe `ratio / TARGET` times fewer (or more).
-        let every = if ratio > HIGH || ratio < LOW { (self.every as f64 * ratio / TARGET).ceil() } else { self.every as f64 };
+        let every = if !(LOW..=HIGH).contains(&ratio) { (self.every as f64 * ratio / TARGET).ceil() } else { self.every as f64 };
         self.every = (every as u64).clamp(1, MAX_SAMPLE_EVERY);
         self.countdown = self.countdown.min(self.every);
     }

@@ -228,6 +228,7 @@ mod tests {
             records_delivered: 0,
             observers: BTreeMap::new(),
             samples: BTreeMap::new(),
+            sampling: BTreeMap::new(),
         }
     }
 

@@ -210,8 +210,11 @@ struct Waits {
     engine: serde_json::Value,
 }
 
-/// Shares of the worker threads' span, and librdkafka's CPU and run-queue seconds.
-fn wait_shares(o: &Outcome) -> Option<(f64, f64, f64, f64, f64)> {
+/// Shares of the worker threads' span (on a CPU, waiting for one, sleeping), and
+/// librdkafka's CPU and run-queue seconds.
+type Shares = (f64, f64, f64, f64, f64);
+
+fn wait_shares(o: &Outcome) -> Option<Shares> {
     let worker = |n: &str| n.starts_with("timely:work") || n.starts_with("bare-loop");
     let sum = |pick: &dyn Fn(&str) -> bool, f: &dyn Fn(&tidewatch_bench::procwatch::ThreadTime) -> f64| {
         o.threads.iter().filter(|t| pick(&t.name)).map(f).sum::<f64>()
@@ -535,7 +538,7 @@ fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::
                 median_cores_busy: m(spec.name, &|o| o.cpu_span_s / o.seconds),
                 waits: {
                     let shares: Vec<_> = samples[spec.name].iter().filter_map(wait_shares).collect();
-                    let med = |f: &dyn Fn(&(f64, f64, f64, f64, f64)) -> f64| median(&shares.iter().map(f).collect::<Vec<_>>());
+                    let med = |f: &dyn Fn(&Shares) -> f64| median(&shares.iter().map(f).collect::<Vec<_>>());
                     (!shares.is_empty()).then(|| Waits {
                         worker_cpu_share: med(&|s| s.0),
                         worker_runq_share: med(&|s| s.1),

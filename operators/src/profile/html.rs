@@ -122,10 +122,10 @@ pub fn render_html(profile: &WindowProfile) -> String {
 fn overview(h: &mut String, p: &WindowProfile) {
     let o = &p.overview;
     if o.skipped > 0 {
-        let _ = write!(
+        let _ = writeln!(
             h,
             "<p class=\"note\" id=\"sampling\">Sampled under the observation budget: {} of {} records profiled ({}); \
-             every count below is over the profiled records.</p>\n",
+             every count below is over the profiled records.</p>",
             o.records,
             o.offered(),
             pct(o.records, o.offered()),

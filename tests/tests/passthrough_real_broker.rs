@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tidewatch_engine::{run_job, Cluster, JobConfig, JobControl, KafkaConfig, NoObservers};
+use tidewatch_engine::{run_job, Cluster, JobConfig, JobControl, KafkaConfig, NoObservers, Record};
 use tidewatch_tests::{
     assert_copied_exactly, committed, corpus, create_topics, end_offsets, produce, read_all, real_brokers,
     require_broker, run_processes, unique_topic,
@@ -111,5 +111,34 @@ fn real_broker_resume_after_a_bounded_run_copies_the_rest_exactly() -> anyhow::R
     assert_eq!(two.records_in, second.len() as u64);
     assert_copied_exactly(&records, &read_all(&brokers, &topics.output)?);
     assert_committed_to_end(&brokers, &topics)?;
+    Ok(())
+}
+
+/// Regression: the source skips librdkafka's header parser for records whose header count
+/// it can read after the value; a record with an empty value (librdkafka points it at a
+/// static empty string, not into the fetched bytes) once lost its headers that way.
+#[test]
+fn real_broker_headers_survive_empty_null_and_one_byte_values() -> anyhow::Result<()> {
+    let (brokers, topics) = setup("hdrs")?;
+    let headers = vec![("trace".to_owned(), Some(b"t1".to_vec())), ("empty".to_owned(), None)];
+    let values: [Option<&[u8]>; 4] = [Some(b""), None, Some(b"x"), Some(b"{\"page\":\"index\"}")];
+    let mut records = Vec::new();
+    for (i, value) in values.iter().cycle().take(40).enumerate() {
+        let partition = (i % PARTITIONS as usize) as i32;
+        let with_headers = i % 2 == 0;
+        records.push(Record {
+            partition,
+            offset: -1,
+            timestamp: Some(1_700_000_000_000 + i as i64),
+            key: Some(format!("k{i}").into_bytes().into()),
+            value: value.map(Into::into),
+            headers: if with_headers { headers.clone() } else { Vec::new() },
+        });
+    }
+    produce(&brokers, &topics.input, &records)?;
+    let (job, kafka) = config(&brokers, &topics);
+    let summary = run_job(job, kafka, &Cluster::default(), JobControl::new(), NoObservers)?;
+    assert_eq!(summary.records_delivered, records.len() as u64);
+    assert_copied_exactly(&records, &read_all(&brokers, &topics.output)?);
     Ok(())
 }

@@ -208,11 +208,13 @@ impl<'a> FetchedMessage<'a> {
     ///
     /// A message with a partition leader epoch comes from a v2 record batch (librdkafka
     /// leaves older message sets at -1), where a record's value is followed, in the same
-    /// contiguous buffer, by the varint count of its headers: a zero byte means none.
+    /// contiguous buffer (a response is read into one), by the varint count of its
+    /// headers: a zero byte means none. Only a value of at least one byte points into that
+    /// buffer (librdkafka points an empty one at a static empty string).
     fn has_no_headers(&self) -> bool {
         let value = self.message.payload.cast::<u8>();
         // SAFETY: a live message.
-        if value.is_null() || unsafe { rd::rd_kafka_message_leader_epoch(self.message) } < 0 {
+        if value.is_null() || self.message.len == 0 || unsafe { rd::rd_kafka_message_leader_epoch(self.message) } < 0 {
             return false;
         }
         // SAFETY: in a v2 record the header count follows the value within the record, in

@@ -40,6 +40,9 @@ const MAX_BATCH: usize = 32768;
 const MAX_POLL: Duration = Duration::from_millis(10);
 /// Messages taken from librdkafka per call (one lock round and one clock read per batch).
 const FETCH_BATCH: usize = 1024;
+/// Longest an idle source sleeps (it is woken earlier by new data or the next epoch), so
+/// stop requests are seen promptly.
+const IDLE_WAKE: Duration = Duration::from_millis(100);
 /// Events of the consumer's own queue (errors, commit results, statistics) served per activation.
 const MAX_EVENTS: usize = 16;
 
@@ -417,7 +420,7 @@ impl KafkaSource {
                     JobMetrics::add(&control.metrics.source_gated, 1);
                     // The sink wakes us once half of its records in flight are acknowledged.
                     let to_next_epoch = (now + epoch_ms).saturating_sub(now_ms).max(1);
-                    activator.activate_after(Duration::from_millis(to_next_epoch));
+                    activator.activate_after(Duration::from_millis(to_next_epoch).min(IDLE_WAKE));
                     return;
                 }
                 let mut warn = |error: &dyn std::fmt::Display| {
@@ -491,7 +494,7 @@ impl KafkaSource {
                 if read.drained {
                     // Nothing left: the queues' callbacks wake us for data; this timer for the next epoch.
                     let to_next_epoch = (now + epoch_ms).saturating_sub(now_ms).max(1);
-                    activator.activate_after(Duration::from_millis(to_next_epoch));
+                    activator.activate_after(Duration::from_millis(to_next_epoch).min(IDLE_WAKE));
                 } else {
                     activator.activate();
                 }

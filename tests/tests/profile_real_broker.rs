@@ -161,8 +161,14 @@ fn real_broker_profiles_of_two_workers_add_up_to_the_records_produced() -> anyho
 
     let dir = tempfile::tempdir()?;
     let profiles = dir.path().join("profiles");
+    // No observation budget: the profiles are checked against every record.
+    let config = dir.path().join("job.toml");
+    std::fs::write(&config, "[observe]\nbudget = 0\n")?;
     let status = std::process::Command::new(tidewatch_bin()?)
-        .args(["run", "--brokers", &brokers, "--input", &input, "--output", &output, "--group", &unique_topic("profile-group")])
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .args(["--brokers", &brokers, "--input", &input, "--output", &output, "--group", &unique_topic("profile-group")])
         .args(["--until-end", "--start-from", "earliest", "--epoch", "200ms", "--window", "1s", "--metrics-addr", "", "-w", "2", "--out"])
         .arg(dir.path().join("out"))
         .arg("--profiles")
@@ -183,9 +189,13 @@ fn real_broker_profiles_of_two_processes_add_up_to_the_records_produced() -> any
 
     let dir = tempfile::tempdir()?;
     let profiles = dir.path().join("profiles");
-    // The [profile] table, with windows short enough for several per run.
+    // The [profile] table, with windows short enough for several per run; no observation
+    // budget, as the profiles are checked against every record.
     let config = dir.path().join("job.toml");
-    std::fs::write(&config, format!("[profile]\nenabled = true\ndir = {:?}\nwindow = \"400ms\"\ntop_k = 5\n", profiles.display().to_string()))?;
+    std::fs::write(
+        &config,
+        format!("[observe]\nbudget = 0\n\n[profile]\nenabled = true\ndir = {:?}\nwindow = \"400ms\"\ntop_k = 5\n", profiles.display().to_string()),
+    )?;
     let group = unique_topic("profile2-group");
     let config_path = config.display().to_string();
     run_processes(

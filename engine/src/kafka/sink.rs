@@ -22,15 +22,13 @@
 //! count, so a restart resumes from the last committed epoch.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, KafkaResult};
-use std::collections::VecDeque;
-
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
@@ -746,5 +744,56 @@ fn release(
             JobMetrics::add(&control.metrics.records_delivered, entry.sent);
             emit(&entry.capability, Delivered { epoch, records: entry.sent });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InFlight;
+    use crate::record::Record;
+
+    fn flight() -> InFlight {
+        InFlight { base: 0, batches: Default::default(), released: Vec::new(), records: 0, latency: crate::control::latency_histogram() }
+    }
+
+    fn records(n: usize) -> Vec<Record> {
+        (0..n).map(|i| Record { partition: 0, offset: i as i64, timestamp: None, key: None, value: Some(vec![1u8; 8].into()), headers: vec![] }).collect()
+    }
+
+    #[test]
+    fn a_batch_lives_until_its_last_delivery_report() {
+        let mut f = flight();
+        let a = f.open(3, 7);
+        let b = f.open(2, 8);
+        // A report may come while the batch is still being sent (a full queue polls).
+        assert_eq!(f.report(a), Some(7));
+        f.fill(a, records(3), 0);
+        f.fill(b, records(2), 0);
+        assert_eq!(f.records, 4);
+        assert_eq!(f.report(b), Some(8));
+        assert_eq!(f.report(b), Some(8));
+        assert_eq!(f.released.len(), 1, "b is done, a is not");
+        assert_eq!(f.batches.len(), 2, "a still holds the front");
+        assert_eq!(f.report(a), Some(7));
+        assert!(f.released.len() == 1 && f.records == 1);
+        assert_eq!(f.report(a), Some(7));
+        assert_eq!(f.released.len(), 2);
+        assert!(f.batches.is_empty() && f.records == 0);
+        assert_eq!(f.report(a), None, "a late report of a released batch is ignored");
+    }
+
+    #[test]
+    fn unsent_records_of_a_failed_batch_are_not_waited_for() {
+        let mut f = flight();
+        let a = f.open(4, 0);
+        f.fill(a, records(4), 3);
+        assert_eq!(f.records, 1);
+        assert!(f.released.is_empty());
+        f.report(a);
+        assert_eq!(f.released.len(), 1);
+        let b = f.open(2, 0);
+        f.fill(b, records(2), 2);
+        assert_eq!(f.released.len(), 2, "nothing sent: released at once");
+        assert!(f.batches.is_empty());
     }
 }

@@ -14,3 +14,11 @@ pub use flow::FlowGate;
 pub use plan::TopicPlan;
 pub use sink::{Delivered, KafkaSink};
 pub use source::{EpochProgress, KafkaSource, SourceHandle};
+
+/// A callback for librdkafka's "queue turned non-empty" hooks that schedules the operator
+/// of `activator` (called from a librdkafka thread).
+pub(crate) fn waker(activator: timely::scheduling::SyncActivator) -> impl Fn() + Send + Sync + 'static {
+    move || {
+        let _ = activator.activate();
+    }
+}

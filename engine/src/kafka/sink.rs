@@ -44,6 +44,7 @@ use crate::control::{JobControl, JobMetrics};
 use crate::epoch::now_ms;
 use crate::error::{EngineError, Result};
 use crate::kafka::flow::FlowGate;
+use crate::kafka::waker;
 use crate::kafka::native::{self, Outgoing, Queue, Topic};
 use crate::kafka::source::SourceHandle;
 use crate::record::Record;
@@ -381,10 +382,7 @@ impl KafkaSink {
             move |_capability, info| {
                 let activator = scope.activator_for(Rc::clone(&info.address));
                 // Delivery reports wake the sink: no timer while acknowledgements are due.
-                let wake = scope.worker().sync_activator_for(info.address.to_vec());
-                producer.events.wake_on_nonempty(move || {
-                    let _ = wake.activate();
-                });
+                producer.events.wake_on_nonempty(waker(scope.worker().sync_activator_for(info.address.to_vec())));
                 let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
                 let mut free_slots: Vec<usize> = (0..SLOTS).rev().collect();
                 let mut failed = false;
@@ -617,10 +615,7 @@ impl KafkaSink {
             move |_capability, info| {
                 let activator = scope.activator_for(Rc::clone(&info.address));
                 // Delivery reports wake the sink: no timer while acknowledgements are due.
-                let wake = scope.worker().sync_activator_for(info.address.to_vec());
-                producer.sink.events.wake_on_nonempty(move || {
-                    let _ = wake.activate();
-                });
+                producer.sink.events.wake_on_nonempty(waker(scope.worker().sync_activator_for(info.address.to_vec())));
                 let producer = Rc::new(producer);
                 let mut open: Option<OpenTransaction> = None;
                 let mut later: BTreeMap<u64, (Capability<u64>, Vec<Record>)> = BTreeMap::new();

@@ -32,6 +32,7 @@ use crate::kafka::flow::FlowGate;
 use crate::kafka::native::Queue;
 use crate::kafka::plan::TopicPlan;
 use crate::kafka::stats::{ClientRole, StatsReporter};
+use crate::kafka::waker;
 use crate::record::{Record, RecordStream};
 
 /// Most records one activation of the source emits before yielding to other operators.
@@ -89,7 +90,7 @@ impl ConsumerContext for QuietEofContext {}
 /// only events (errors, commit results, statistics).
 pub struct SourceHandle {
     /// The queue the partitions feed (declared before the consumer: dropped first).
-    fetch: RefCell<Queue>,
+    fetch: Queue,
     /// The partitions' own queues, forwarding to `fetch`.
     _partition_queues: Vec<Queue>,
     consumer: Arc<BaseConsumer<QuietEofContext>>,
@@ -352,7 +353,7 @@ impl KafkaSource {
             .map_err(|e| EngineError::kafka(&brokers, format!("assigning partitions {mine:?} of {}", plan.topic), e))?;
         tracing::info!(worker, topic = %plan.topic, partitions = ?mine, "source assigned");
         let state = SourceState::new(cursors);
-        control.metrics.set_positions(state.cursors.iter().map(|c| (c.partition, c.position)));
+        control.metrics.set_positions(state.positions());
 
         let epoch_ms = job.epoch_ms();
         let until_end = job.until_end;
@@ -370,19 +371,10 @@ impl KafkaSource {
             // source neither spins nor sleeps past new data.
             let mut consumer = consumer;
             let mut fetch = fetch;
-            for queue_wake in [true, false] {
-                let wake = scope.worker().sync_activator_for(info.address.to_vec());
-                let wake = move || {
-                    let _ = wake.activate();
-                };
-                if queue_wake {
-                    fetch.wake_on_nonempty(wake);
-                } else {
-                    consumer.set_nonempty_callback(wake);
-                }
-            }
+            fetch.wake_on_nonempty(waker(scope.worker().sync_activator_for(info.address.to_vec())));
+            consumer.set_nonempty_callback(waker(scope.worker().sync_activator_for(info.address.to_vec())));
             let handle = Rc::new(SourceHandle {
-                fetch: RefCell::new(fetch),
+                fetch,
                 _partition_queues: partition_queues,
                 consumer: Arc::new(consumer),
                 flow: Rc::new(FlowGate::new(max_in_flight)),
@@ -416,11 +408,16 @@ impl KafkaSource {
                     return;
                 }
 
+                // Idle until woken (by the sink's flow gate, or the queues' callbacks for
+                // data), and at the latest for the next epoch or a stop request.
+                let sleep = || {
+                    let to_next_epoch = (now + epoch_ms).saturating_sub(now_ms).max(1);
+                    activator.activate_after(Duration::from_millis(to_next_epoch).min(IDLE_WAKE));
+                };
                 if !handle.flow.may_read() {
                     JobMetrics::add(&control.metrics.source_gated, 1);
                     // The sink wakes us once half of its records in flight are acknowledged.
-                    let to_next_epoch = (now + epoch_ms).saturating_sub(now_ms).max(1);
-                    activator.activate_after(Duration::from_millis(to_next_epoch).min(IDLE_WAKE));
+                    sleep();
                     return;
                 }
                 let mut warn = |error: &dyn std::fmt::Display| {
@@ -449,7 +446,7 @@ impl KafkaSource {
                             Some(Err(error)) => warn(&error),
                         }
                     }
-                    let fetch = handle.fetch.borrow();
+                    let fetch = &handle.fetch;
                     while read.records < MAX_BATCH {
                         let Some(batch) = fetch.consume_batch(FETCH_BATCH, &keep_alive) else {
                             read.drained = true;
@@ -492,9 +489,8 @@ impl KafkaSource {
                     JobMetrics::add(&control.metrics.bytes_in, read.bytes as u64);
                 }
                 if read.drained {
-                    // Nothing left: the queues' callbacks wake us for data; this timer for the next epoch.
-                    let to_next_epoch = (now + epoch_ms).saturating_sub(now_ms).max(1);
-                    activator.activate_after(Duration::from_millis(to_next_epoch).min(IDLE_WAKE));
+                    // Nothing left: the queues' callbacks wake us for data.
+                    sleep();
                 } else {
                     activator.activate();
                 }

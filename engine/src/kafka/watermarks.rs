@@ -26,21 +26,27 @@ pub fn spawn_watermark_monitor(
         .create()
         .map_err(|e| EngineError::kafka(&brokers, "creating the watermark monitor", e))?;
     let topic = topic.to_owned();
+    let fetch_round = move |consumer: &BaseConsumer, control: &JobControl| {
+        let mut fetched = Vec::with_capacity(partitions.len());
+        for &p in &partitions {
+            match consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT) {
+                Ok(w) => fetched.push((p, w)),
+                Err(error) => tracing::warn!(%topic, partition = p, %error, "watermark fetch failed; lag is stale"),
+            }
+        }
+        control.metrics.set_watermarks(fetched);
+    };
+    // The first round before the job starts, so lag is known from its first window even
+    // when the whole input is copied within it.
+    fetch_round(&consumer, &control);
     std::thread::Builder::new()
         .name("tidewatch-watermarks".to_owned())
         .spawn(move || {
-            let mut next = Instant::now();
+            let mut next = Instant::now() + interval;
             while !control.stop_requested() {
                 if Instant::now() >= next {
                     next = Instant::now() + interval;
-                    let mut fetched = Vec::with_capacity(partitions.len());
-                    for &p in &partitions {
-                        match consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT) {
-                            Ok(w) => fetched.push((p, w)),
-                            Err(error) => tracing::warn!(%topic, partition = p, %error, "watermark fetch failed; lag is stale"),
-                        }
-                    }
-                    control.metrics.set_watermarks(fetched);
+                    fetch_round(&consumer, &control);
                 }
                 std::thread::sleep(Duration::from_millis(20).min(interval));
             }

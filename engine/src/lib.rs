@@ -8,6 +8,7 @@ pub mod assign;
 pub mod budget;
 mod bytes;
 pub mod config;
+pub mod counts;
 pub mod control;
 pub mod epoch;
 pub mod error;

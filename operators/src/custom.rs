@@ -1,8 +1,9 @@
 //! Writing your own observer: the API.
 //!
 //! An observer sees every record of every epoch on every worker, keeps whatever state it
-//! likes, and reports **counts**: at the end of each epoch it adds numbers to the metrics
-//! it declared. The counts of all workers are summed per observation window and flow by
+//! likes, and reports **counts**: after each batch of records it adds numbers to the
+//! metrics it declared (the engine's [`tidewatch_engine::counts::CountKeys::count_core`]
+//! sums them per worker and epoch). The counts of all workers are summed per observation window and flow by
 //! themselves into the stats document (as `"<observer>.<metric>": n`), into `/metrics`
 //! (`tidewatch_observer_window{metric=...}` and `tidewatch_observer_total{metric=...}`),
 //! into OpenSearch with the document, and into alert rules (`metric = "<observer>.<metric>"`).
@@ -43,15 +44,13 @@ use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use differential_dataflow::{AsCollection, VecCollection};
+use differential_dataflow::VecCollection;
 use serde_json::Value;
 use tidewatch_engine::budget::Sampler;
+use tidewatch_engine::counts::CountKeys;
 use tidewatch_engine::{Record, RecordStream};
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::capture::{Capture, Extract};
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::{Capability, ToStream};
+use timely::dataflow::operators::ToStream;
 
 /// A record as an observer sees it: the raw record, and its value parsed as JSON at most
 /// once however many observers ask.
@@ -127,7 +126,8 @@ pub enum CustomKey {
 pub trait RecordObserver: 'static {
     /// Sees one record.
     fn observe(&mut self, record: &RecordView<'_>);
-    /// At the end of an epoch: adds what the epoch's records counted.
+    /// After each batch of records (all of one epoch): adds what they counted since the
+    /// last flush, and forgets it.
     fn flush(&mut self, counts: &mut Counts<'_>);
 }
 
@@ -152,9 +152,16 @@ pub fn metric_names(observers: &[Arc<dyn ObserverFactory>]) -> Vec<String> {
     observers.iter().flat_map(|o| o.metrics().into_iter().map(move |m| format!("{}.{m}", o.name()))).collect()
 }
 
-/// One epoch's counts and samples, with the capability to report them, and the records
-/// observed and skipped (sampled observers only).
-type Staged = (Capability<u64>, Vec<i64>, Vec<(u16, i32, i64)>, [u64; 2]);
+/// One worker's counts of one epoch: per metric, its count and the samples given (a
+/// few per metric), and the records observed and skipped (sampled observers only).
+#[derive(Debug)]
+struct Staged {
+    values: Vec<i64>,
+    samples: Vec<(u16, i32, i64)>,
+    per_metric: Vec<usize>,
+    skipped: u64,
+    observed: u64,
+}
 
 /// How many samples one observer may give per metric and epoch.
 const SAMPLES_PER_EPOCH: usize = 5;
@@ -176,97 +183,66 @@ pub fn observe_custom_core<'scope>(
 ) -> VecCollection<'scope, u64, CustomKey, isize> {
     let worker = records.scope().index();
     let name = if sampler.is_some() { "CustomObservers(sampled)" } else { "CustomObservers" };
-    records
-        .unary_frontier::<CapacityContainerBuilder<Vec<(CustomKey, u64, isize)>>, _, _, _>(Pipeline, name, move |_, _| {
-            let mut instances: Vec<(Box<dyn RecordObserver>, Vec<String>)> =
-                observers.iter().map(|o| (o.create(worker), o.metrics())).collect();
-            let width: usize = instances.iter().map(|(_, m)| m.len()).sum();
-            // Counts flushed from the instances, per epoch, with a capability to report them.
-            let mut staged: BTreeMap<u64, Staged> = BTreeMap::new();
-            // The epoch whose records the instances are counting now.
-            let mut current: Option<u64> = None;
-            let flush = move |instances: &mut Vec<(Box<dyn RecordObserver>, Vec<String>)>, values: &mut [i64], samples: &mut Vec<(u16, i32, i64)>| {
-                let mut offset = 0;
-                for (observer, names) in instances.iter_mut() {
-                    let slice = &mut values[offset..offset + names.len()];
-                    let mut given = Vec::new();
-                    observer.flush(&mut Counts { names, values: slice, base: base + offset, samples: &mut given });
-                    // A few per metric: samples point at examples, they are not a log.
-                    let mut per_metric: BTreeMap<u16, usize> = BTreeMap::new();
-                    for sample in given {
-                        let n = per_metric.entry(sample.0).or_insert(0);
-                        if *n < SAMPLES_PER_EPOCH {
-                            *n += 1;
-                            samples.push(sample);
-                        }
-                    }
-                    offset += names.len();
-                }
-            };
-            move |(input, frontier), output| {
-                let port = output.output_index();
-                input.for_each(|capability, data| {
-                    let Some(&epoch) = capability.least() else { return };
-                    // A worker's records arrive in epoch order: a new epoch closes the count of the previous one.
-                    if current.is_some_and(|c| c != epoch) {
-                        if let Some((_, values, samples, _)) = current.and_then(|c| staged.get_mut(&c)) {
-                            flush(&mut instances, values, samples);
-                        }
-                        if let Some(sampler) = sampler.as_mut() {
-                            sampler.next_epoch();
-                        }
-                    }
-                    current = Some(epoch);
-                    let (_, _, _, tally) = staged.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, port), vec![0; width], Vec::new(), [0; 2]));
-                    let started = std::time::Instant::now();
-                    for record in data.iter() {
-                        if let Some(sampler) = sampler.as_mut() {
-                            let taken = sampler.take();
-                            tally[usize::from(taken)] += 1;
-                            if !taken {
-                                continue;
-                            }
-                        }
-                        let view = RecordView::new(record);
-                        for (observer, _) in &mut instances {
-                            observer.observe(&view);
-                        }
-                    }
-                    if let Some(sampler) = sampler.as_mut() {
-                        sampler.charge(started.elapsed());
-                    }
-                });
-                if let Some(epoch) = current.filter(|e| !frontier.less_equal(e)) {
-                    if let Some((_, values, samples, _)) = staged.get_mut(&epoch) {
-                        flush(&mut instances, values, samples);
-                    }
-                    current = None;
-                }
-                while let Some(entry) = staged.first_entry() {
-                    if frontier.less_equal(entry.key()) || current == Some(*entry.key()) {
-                        break;
-                    }
-                    let (epoch, (capability, values, samples, tally)) = entry.remove_entry();
-                    let mut session = output.session(&capability);
-                    for (index, value) in values.into_iter().enumerate() {
-                        if value != 0 {
-                            session.give((CustomKey::Count(u16::try_from(base + index).unwrap_or(u16::MAX)), epoch, value as isize));
-                        }
-                    }
-                    for (metric, partition, offset) in samples {
-                        session.give((CustomKey::Sample(metric, partition, offset), epoch, 1));
-                    }
-                    if sampler.is_some() {
-                        for (observed, n) in [(false, tally[0]), (true, tally[1])] {
-                            if n > 0 {
-                                session.give((CustomKey::Sampled(observed), epoch, isize::try_from(n).unwrap_or(isize::MAX)));
-                            }
-                        }
-                    }
+    let sampled = sampler.is_some();
+    let mut instances: Vec<(Box<dyn RecordObserver>, Vec<String>)> = observers.iter().map(|o| (o.create(worker), o.metrics())).collect();
+    let width: usize = instances.iter().map(|(_, m)| m.len()).sum();
+    let mut last_epoch = None;
+    records.count_core(
+        name,
+        move || Staged { values: vec![0; width], samples: Vec::new(), per_metric: vec![0; width], skipped: 0, observed: 0 },
+        move |staged, epoch, data: &mut Vec<Record>| {
+            let started = std::time::Instant::now();
+            if let Some(sampler) = sampler.as_mut() {
+                if last_epoch.replace(epoch).is_some_and(|e| e != epoch) {
+                    sampler.next_epoch();
                 }
             }
-        })
-        .as_collection()
+            for record in data.iter() {
+                if let Some(sampler) = sampler.as_mut() {
+                    if !sampler.take() {
+                        staged.skipped += 1;
+                        continue;
+                    }
+                    staged.observed += 1;
+                }
+                let view = RecordView::new(record);
+                for (observer, _) in &mut instances {
+                    observer.observe(&view);
+                }
+            }
+            // The instances hand over what this batch counted (a worker's records arrive
+            // in epoch order, so the batch is all of `epoch`).
+            let mut offset = 0;
+            for (observer, names) in instances.iter_mut() {
+                let mut given = Vec::new();
+                observer.flush(&mut Counts { names, values: &mut staged.values[offset..offset + names.len()], base: base + offset, samples: &mut given });
+                // A few per metric: samples point at examples, they are not a log.
+                for sample in given {
+                    if let Some(n) = staged.per_metric.get_mut(usize::from(sample.0).saturating_sub(base)).filter(|n| **n < SAMPLES_PER_EPOCH) {
+                        *n += 1;
+                        staged.samples.push(sample);
+                    }
+                }
+                offset += names.len();
+            }
+            if let Some(sampler) = sampler.as_mut() {
+                sampler.charge(started.elapsed());
+            }
+        },
+        move |staged, tally| {
+            for (index, value) in staged.values.into_iter().enumerate() {
+                tally.add(CustomKey::Count(u16::try_from(base + index).unwrap_or(u16::MAX)), value as isize);
+            }
+            for (metric, partition, offset) in staged.samples {
+                tally.add(CustomKey::Sample(metric, partition, offset), 1);
+            }
+            if sampled {
+                for (observed, n) in [(false, staged.skipped), (true, staged.observed)] {
+                    tally.add(CustomKey::Sampled(observed), isize::try_from(n).unwrap_or(isize::MAX));
+                }
+            }
+        },
+    )
 }
 
 /// Runs one observer over `records` (all in one epoch, one worker) with no Kafka at all,

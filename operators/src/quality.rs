@@ -5,16 +5,12 @@
 //! differential updates `(key, epoch, count)`. Downstream, the updates of all workers are
 //! consolidated in an arrangement keyed by [`QualityKey`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use differential_dataflow::{AsCollection, VecCollection};
+use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
-use tidewatch_engine::RecordStream;
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
+use tidewatch_engine::counts::CountKeys;
+use tidewatch_engine::{Record, RecordStream};
 
 use crate::classify::{FieldKind, FieldSet, RecordKind};
 
@@ -84,43 +80,23 @@ impl<'scope> ObserveQuality<'scope> for RecordStream<'scope> {
     fn quality_deltas(self, fields: Arc<FieldSet>) -> VecCollection<'scope, u64, QualityKey, isize> {
         let all_keys = keys(&fields);
         let width = all_keys.len();
-        self.unary_frontier::<CapacityContainerBuilder<Vec<(QualityKey, u64, isize)>>, _, _, _>(
-            Pipeline,
+        let mut kinds = Vec::with_capacity(fields.len());
+        self.count_core(
             "QualityPreAggregate",
-            move |_capability, _info| {
-                let mut pending: BTreeMap<u64, (Capability<u64>, Vec<i64>)> = BTreeMap::new();
-                let mut kinds = Vec::with_capacity(fields.len());
-                move |(input, frontier), output| {
-                    let port = output.output_index();
-                    input.for_each(|capability, data| {
-                        let Some(&epoch) = capability.least() else { return };
-                        let (_, counts) = pending.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, port), vec![0; width]));
-                        for record in data.iter() {
-                            let kind = fields.classify(record.value.as_deref(), &mut kinds);
-                            counts[slot(QualityKey::Record(kind))] += 1;
-                            if kind == RecordKind::Object || kind == RecordKind::NotObject {
-                                for (field, field_kind) in kinds.iter().enumerate() {
-                                    let field = u16::try_from(field).unwrap_or(u16::MAX);
-                                    counts[slot(QualityKey::Field(field, *field_kind))] += 1;
-                                }
-                            }
-                        }
-                    });
-                    while let Some(entry) = pending.first_entry() {
-                        if frontier.less_equal(entry.key()) {
-                            break;
-                        }
-                        let (epoch, (capability, counts)) = entry.remove_entry();
-                        let mut session = output.session(&capability);
-                        for (key, count) in all_keys.iter().zip(counts) {
-                            if count != 0 {
-                                session.give((*key, epoch, count as isize));
-                            }
+            move || vec![0_isize; width],
+            move |counts, _epoch, records: &mut Vec<Record>| {
+                for record in records.iter() {
+                    let kind = fields.classify(record.value.as_deref(), &mut kinds);
+                    counts[slot(QualityKey::Record(kind))] += 1;
+                    if kind == RecordKind::Object || kind == RecordKind::NotObject {
+                        for (field, field_kind) in kinds.iter().enumerate() {
+                            let field = u16::try_from(field).unwrap_or(u16::MAX);
+                            counts[slot(QualityKey::Field(field, *field_kind))] += 1;
                         }
                     }
                 }
             },
+            move |counts, tally| all_keys.iter().zip(counts).for_each(|(key, n)| tally.add(*key, n)),
         )
-        .as_collection()
     }
 }

@@ -14,11 +14,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tidewatch_engine::budget::Sampler;
-use tidewatch_engine::RecordStream;
-use timely::container::CapacityContainerBuilder;
+use tidewatch_engine::counts::FoldWindows;
+use tidewatch_engine::{Record, RecordStream};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 use super::field::FieldProfile;
@@ -40,18 +38,6 @@ impl Piece {
             Piece::Overview(_) => 0,
             Piece::Field(name, _) => xxhash_rust::xxh3::xxh3_64(name.as_bytes()),
         }
-    }
-}
-
-/// Whether every time of `frontier` is at or beyond `end` (the window before it is final).
-fn passed(frontier: &[u64], end: u64) -> bool {
-    frontier.iter().all(|t| *t >= end)
-}
-
-/// Keeps, per window, the capability of its earliest time.
-fn keep_earliest(slot: &mut Capability<u64>, candidate: Capability<u64>) {
-    if candidate.time() < slot.time() {
-        *slot = candidate;
     }
 }
 
@@ -100,120 +86,69 @@ impl<'scope> ProfileWindows<'scope> for RecordStream<'scope> {
     fn profile_windows_within(self, config: Arc<ProfileConfig>, window_ms: u64, mut sampler: Option<Sampler>) -> Stream<'scope, u64, Vec<WindowProfile>> {
         let window_ms = window_ms.max(1);
         let builder_config = Arc::clone(&config);
-        let pieces = self.unary_frontier::<CapacityContainerBuilder<Vec<(u64, Piece)>>, _, _, _>(Pipeline, "ProfilePartial", move |_capability, _info| {
-            let mut pending: BTreeMap<u64, (Capability<u64>, ProfileBuilder)> = BTreeMap::new();
-            let mut last_epoch = None;
-            move |(input, frontier), output| {
-                let port = output.output_index();
-                input.for_each(|capability, data| {
-                    let Some(&epoch) = capability.least() else { return };
-                    let start = epoch - epoch % window_ms;
-                    let (_, builder) = pending.entry(start).or_insert_with(|| (capability.delayed(&epoch, port), ProfileBuilder::new(&builder_config)));
-                    let Some(sampler) = sampler.as_mut() else {
-                        data.iter().for_each(|record| builder.observe(record.value.as_deref()));
-                        return;
-                    };
-                    if last_epoch.replace(epoch).is_some_and(|e| e != epoch) {
-                        sampler.next_epoch();
-                    }
-                    sampler.timed(|sampler| {
-                        for record in data.iter() {
-                            if sampler.take() {
-                                builder.observe(record.value.as_deref());
-                            } else {
-                                builder.skip();
-                            }
+        let mut last_epoch = None;
+        let pieces = self.fold_windows(
+            "ProfilePartial",
+            Pipeline,
+            window_ms,
+            move |_start| ProfileBuilder::new(&builder_config),
+            move |builder, epoch, records: &mut Vec<Record>| {
+                let Some(sampler) = sampler.as_mut() else {
+                    records.iter().for_each(|record| builder.observe(record.value.as_deref()));
+                    return;
+                };
+                if last_epoch.replace(epoch).is_some_and(|e| e != epoch) {
+                    sampler.next_epoch();
+                }
+                sampler.timed(|sampler| {
+                    for record in records.iter() {
+                        if sampler.take() {
+                            builder.observe(record.value.as_deref());
+                        } else {
+                            builder.skip();
                         }
-                    });
+                    }
                 });
-                while let Some(entry) = pending.first_entry() {
-                    if !passed(&frontier.frontier(), entry.key() + window_ms) {
-                        break;
-                    }
-                    let (start, (capability, builder)) = entry.remove_entry();
-                    let partial = builder.finish();
-                    let mut session = output.session(&capability);
-                    session.give((start, Piece::Overview(partial.overview)));
-                    for (name, field) in partial.fields {
-                        session.give((start, Piece::Field(name, Box::new(field))));
-                    }
-                }
-            }
-        });
-
-        let merged = pieces.unary_frontier::<CapacityContainerBuilder<Vec<(u64, Piece)>>, _, _, _>(
-            Exchange::new(|(_, piece): &(u64, Piece)| piece.route()),
-            "ProfileMerge",
-            move |_capability, _info| {
-                let mut pending: BTreeMap<u64, (Capability<u64>, PartialProfile)> = BTreeMap::new();
-                move |(input, frontier), output| {
-                    let port = output.output_index();
-                    input.for_each(|capability, data| {
-                        let Some(&time) = capability.least() else { return };
-                        let cap = capability.delayed(&time, port);
-                        for (start, piece) in data.drain(..) {
-                            let (slot, partial) = pending.entry(start).or_insert_with(|| (cap.clone(), PartialProfile::default()));
-                            keep_earliest(slot, cap.clone());
-                            absorb(partial, piece);
-                        }
-                    });
-                    while let Some(entry) = pending.first_entry() {
-                        if !passed(&frontier.frontier(), entry.key() + window_ms) {
-                            break;
-                        }
-                        let (start, (capability, partial)) = entry.remove_entry();
-                        let mut session = output.session(&capability);
-                        if partial.overview != Overview::default() {
-                            session.give((start, Piece::Overview(partial.overview)));
-                        }
-                        for (name, field) in partial.fields {
-                            session.give((start, Piece::Field(name, Box::new(field))));
-                        }
-                    }
-                }
             },
+            |start, builder, out| pieces_of(start, builder.finish(), out),
         );
-
-        merged.unary_frontier::<CapacityContainerBuilder<Vec<WindowProfile>>, _, _, _>(
-            Exchange::new(|_: &(u64, Piece)| 0),
+        // Each field's partials meet on the worker its name hashes to, and are merged there.
+        let merged = pieces.fold_windows(
+            "ProfileMerge",
+            Exchange::new(|(_, piece): &(u64, Piece)| piece.route()),
+            window_ms,
+            |_start| PartialProfile::default(),
+            |partial, _epoch, pieces: &mut Vec<(u64, Piece)>| pieces.drain(..).for_each(|(_, piece)| absorb(partial, piece)),
+            pieces_of,
+        );
+        // Worker 0 assembles the window's profile.
+        let mut previous: Option<BTreeMap<String, ValueType>> = None;
+        merged.fold_windows(
             "ProfileAssemble",
-            move |_capability, _info| {
-                let mut pending: BTreeMap<u64, (Capability<u64>, PartialProfile)> = BTreeMap::new();
-                let mut previous: Option<BTreeMap<String, ValueType>> = None;
-                move |(input, frontier), output| {
-                    let port = output.output_index();
-                    input.for_each(|capability, data| {
-                        let Some(&time) = capability.least() else { return };
-                        let cap = capability.delayed(&time, port);
-                        for (start, piece) in data.drain(..) {
-                            let (slot, partial) = pending.entry(start).or_insert_with(|| (cap.clone(), PartialProfile::default()));
-                            keep_earliest(slot, cap.clone());
-                            absorb(partial, piece);
-                        }
-                    });
-                    while let Some(entry) = pending.first_entry() {
-                        if !passed(&frontier.frontier(), entry.key() + window_ms) {
-                            break;
-                        }
-                        let (start, (capability, partial)) = entry.remove_entry();
-                        let mut profile = WindowProfile::new(start, start + window_ms, partial, &config);
-                        let types = profile.dominant_types();
-                        if let Some(before) = &previous {
-                            profile.drift = report::drift(before, &types);
-                        }
-                        previous = Some(types);
-                        tracing::debug!(
-                            window_start_ms = start,
-                            records = profile.overview.records,
-                            fields = profile.summary.len(),
-                            "window profile assembled"
-                        );
-                        output.session(&capability).give(profile);
-                    }
+            Exchange::new(|_: &(u64, Piece)| 0),
+            window_ms,
+            |_start| PartialProfile::default(),
+            |partial, _epoch, pieces: &mut Vec<(u64, Piece)>| pieces.drain(..).for_each(|(_, piece)| absorb(partial, piece)),
+            move |start, partial, out| {
+                let mut profile = WindowProfile::new(start, start + window_ms, partial, &config);
+                let types = profile.dominant_types();
+                if let Some(before) = &previous {
+                    profile.drift = report::drift(before, &types);
                 }
+                previous = Some(types);
+                tracing::debug!(window_start_ms = start, records = profile.overview.records, fields = profile.summary.len(), "window profile assembled");
+                out.push(profile);
             },
         )
     }
+}
+
+/// A window's partial profile as pieces: its overview (unless empty) and one per field.
+fn pieces_of(start: u64, partial: PartialProfile, out: &mut Vec<(u64, Piece)>) {
+    if partial.overview != Overview::default() {
+        out.push((start, Piece::Overview(partial.overview)));
+    }
+    out.extend(partial.fields.into_iter().map(|(name, field)| (start, Piece::Field(name, Box::new(field)))));
 }
 
 /// Adds a piece to a window's partial profile.

@@ -14,7 +14,9 @@ use crate::config::{Guarantee, JobConfig, KafkaConfig};
 use crate::control::JobControl;
 use crate::error::{EngineError, Result};
 use crate::kafka::commit::commit_offsets;
-use crate::kafka::watermarks::spawn_watermark_monitor;
+use crate::kafka::watermarks::{spawn_watermark_monitor, watermark_stream};
+use crate::kafka::PartitionProgress;
+use differential_dataflow::{AsCollection, VecCollection};
 use crate::kafka::sink::TransactionalProducer;
 use crate::kafka::{Delivered, KafkaSink, KafkaSource, SourceHandle, TopicPlan};
 use crate::record::Record;
@@ -108,14 +110,25 @@ pub struct WorkerContext {
 }
 
 /// What observers of one worker can watch.
-#[derive(Debug)]
 pub struct ObserveInputs<'scope> {
     /// The records this worker read, at their epochs (before they are written).
     pub records: Stream<'scope, u64, Vec<Record>>,
     /// Per epoch, how many records this worker's sink delivered, once they are acknowledged.
     pub delivered: Stream<'scope, u64, Vec<Delivered>>,
-    /// This worker's source: positions at each epoch close ([`SourceHandle::take_progress`]).
+    /// Where this worker's partitions stand, changed at the epoch closes where they moved:
+    /// `(partition, progress)`, with the high watermark cached at the same instant.
+    pub progress: VecCollection<'scope, u64, (i32, PartitionProgress), isize>,
+    /// The input topic's high watermarks from the process's monitor, `(partition, high)`
+    /// (worker 0 emits them; they reach every partition's lag by a join).
+    pub watermarks: VecCollection<'scope, u64, (i32, i64), isize>,
+    /// This worker's source, for its copy clock (observers' budgets).
     pub source: Rc<SourceHandle>,
+}
+
+impl std::fmt::Debug for ObserveInputs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObserveInputs").field("source", &self.source).finish_non_exhaustive()
+    }
 }
 
 /// The observers to attach on every worker: called once per worker while the dataflow
@@ -220,7 +233,7 @@ pub fn run_job<O: Observe>(
         }
     };
     let producers = std::sync::Mutex::new(producers);
-    let monitor = spawn_watermark_monitor(&kafka, &plan.topic, plan.partitions.clone(), job.epoch_interval, Arc::clone(&control))?;
+    let (monitor, watermark_feed) = spawn_watermark_monitor(&kafka, &plan.topic, plan.partitions.clone(), job.epoch_interval, Arc::clone(&control))?;
 
     let worker_control = Arc::clone(&control);
     let guards = timely::execute(timely_config, move |worker| {
@@ -232,7 +245,8 @@ pub fn run_job<O: Observe>(
             job: job.clone(),
         };
         let built = worker.dataflow::<u64, _, _>(|scope: Scope<'_, u64>| -> Result<_> {
-            let (records, handle) = KafkaSource::build(scope, &plan, &job, &kafka, Arc::clone(&control))?;
+            let (records, progress, handle) = KafkaSource::build(scope, &plan, &job, &kafka, Arc::clone(&control))?;
+            let watermarks = watermark_stream(&progress, &watermark_feed).as_collection();
             let delivered = match job.guarantee {
                 Guarantee::AtLeastOnce => KafkaSink::build(records.clone(), &job.output_topic, &kafka, &handle, Arc::clone(&control))?,
                 Guarantee::ExactlyOnce => {
@@ -245,7 +259,8 @@ pub fn run_job<O: Observe>(
                     KafkaSink::build_exactly_once(records.clone(), &job.output_topic, producer, Rc::clone(&handle), Arc::clone(&control))?
                 }
             };
-            observers.observe(ObserveInputs { records, delivered: delivered.clone(), source: Rc::clone(&handle) }, &context);
+            let progress = progress.as_collection();
+            observers.observe(ObserveInputs { records, delivered: delivered.clone(), progress, watermarks, source: Rc::clone(&handle) }, &context);
             let (probe, delivered) = delivered.probe();
             // Exactly-once commits the offsets within the sink's transactions, never here.
             if job.guarantee == Guarantee::AtLeastOnce {

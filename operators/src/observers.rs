@@ -23,7 +23,7 @@ use crate::classify::{FieldPathError, FieldSet};
 use crate::custom::{metric_names, observe_custom_core, CustomKey, ObserverFactory};
 use crate::reconcile::Reconcile;
 use crate::value_rules::{RuleError, ValueRule, ValueRules};
-use crate::lag::{lag_rows, positions, watermarks};
+use crate::lag::lag_rows;
 use crate::profile::dataflow::ProfileWindows;
 use crate::profile::{ProfileConfig, WindowProfile};
 use crate::quality::ObserveQuality;
@@ -259,9 +259,8 @@ impl Observers {
 }
 
 impl Observe for Observers {
-    fn observe<'scope>(&self, inputs: ObserveInputs<'scope>, context: &WorkerContext) {
-        let ObserveInputs { records, delivered, source } = inputs;
-        let scope = records.scope();
+    fn observe<'scope>(&self, inputs: ObserveInputs<'scope>, _context: &WorkerContext) {
+        let ObserveInputs { records, delivered, progress, watermarks, source } = inputs;
         let records_for_custom = records.clone();
 
         // Dataset profiles: partial profiles per worker and window, merged by field, assembled on worker 0.
@@ -300,13 +299,9 @@ impl Observe for Observers {
             .map(|d| (Observation::Delivered, d.epoch, isize::try_from(d.records).unwrap_or(isize::MAX)))
             .as_collection();
 
-        // Lag: positions from this worker's source joined with watermarks from worker 0.
-        let stop_source = Rc::clone(&source);
-        let control = Arc::clone(&context.control);
-        let watermark_stop = move || control.stop_requested() || stop_source.is_finished();
+        // Lag: this worker's source progress joined with the monitor's watermarks.
         let copy_clock = Rc::clone(source.copy_clock());
-        let lag = lag_rows(positions(scope, source), watermarks(scope, Arc::clone(&context.control), context.job.epoch_ms(), watermark_stop))
-            .map(Observation::Lag);
+        let lag = lag_rows(progress, watermarks).map(Observation::Lag);
 
         // Custom observers: their counts per epoch and worker. Those that must see every
         // record (value rules, reconciliation) first; the others within the budget.

@@ -94,7 +94,8 @@ pub struct StatsDoc {
     pub tombstones: i64,
     /// Offset lag per partition at the window's end (partitions with an unknown lag are absent).
     pub lag_per_partition: BTreeMap<String, i64>,
-    /// Lag in seconds per partition at the window's end.
+    /// Lag in seconds per partition at the window's end: the age of the newest record
+    /// consumed while behind (absent while unknown: behind, and nothing consumed yet).
     pub lag_seconds_per_partition: BTreeMap<String, f64>,
     /// Status per partition.
     pub status_per_partition: BTreeMap<String, PartitionStatus>,
@@ -230,7 +231,9 @@ impl WindowFolder {
         for row in self.lag.keys() {
             let key = row.partition.to_string();
             lag_per_partition.insert(key.clone(), row.lag());
-            lag_seconds_per_partition.insert(key.clone(), row.lag_seconds(now));
+            if let Some(seconds) = row.lag_seconds(now) {
+                lag_seconds_per_partition.insert(key.clone(), seconds);
+            }
             let history = self.history.entry(row.partition).or_default();
             history.push_back((row.position, row.lag()));
             while history.len() > STATUS_WINDOWS {

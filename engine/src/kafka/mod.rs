@@ -13,7 +13,7 @@ pub mod watermarks;
 pub use flow::FlowGate;
 pub use plan::TopicPlan;
 pub use sink::{Delivered, KafkaSink};
-pub use source::{EpochProgress, KafkaSource, SourceHandle};
+pub use source::{KafkaSource, PartitionProgress, ProgressStream, SourceHandle};
 
 /// A callback for librdkafka's "queue turned non-empty" hooks that schedules the operator
 /// of `activator` (called from a librdkafka thread).

@@ -259,6 +259,16 @@ fn bytes<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
     Some(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// The high watermark of `partition` that librdkafka cached from its last fetch response
+/// for this consumer: no request, so it pairs with the position read at the same
+/// instant. `None` until a fetch response arrived.
+pub(crate) fn cached_high_watermark<C: ClientContext>(client: &Client<C>, topic: &std::ffi::CStr, partition: i32) -> Option<i64> {
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: a valid client and C string, and two out-parameters that live for the call.
+    let err = unsafe { rd::rd_kafka_get_watermark_offsets(client.native_ptr(), topic.as_ptr(), partition, &mut low, &mut high) };
+    (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+}
+
 /// A producer's handle on its output topic, so a send needs no lookup by name.
 pub(crate) struct Topic {
     ptr: NonNull<rd::rd_kafka_topic_t>,

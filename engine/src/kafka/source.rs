@@ -17,9 +17,12 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
-use timely::dataflow::operators::generic::operator::source;
+use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::Scope;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::{OperatorInfo, OutputBuilder, OutputBuilderSession};
+use timely::dataflow::operators::Capability;
+use timely::dataflow::{Scope, Stream};
 
 use crate::assign::partitions_for_worker;
 use crate::config::{JobConfig, KafkaConfig};
@@ -29,7 +32,7 @@ use crate::error::{EngineError, Result};
 use crate::bytes::Bytes;
 use crate::budget::CopyClock;
 use crate::kafka::flow::FlowGate;
-use crate::kafka::native::Queue;
+use crate::kafka::native::{cached_high_watermark, Queue};
 use crate::kafka::plan::TopicPlan;
 use crate::kafka::stats::{ClientRole, StatsReporter};
 use crate::kafka::waker;
@@ -99,6 +102,8 @@ pub struct SourceHandle {
     /// Time this worker's source and sink spend: the observers' budgets are shares of it.
     copy_clock: Rc<CopyClock>,
     topic: String,
+    /// The topic for librdkafka's calls.
+    topic_c: std::ffi::CString,
     brokers: String,
     worker: usize,
     state: RefCell<SourceState>,
@@ -134,8 +139,8 @@ struct SourceState {
     closed: VecDeque<(u64, BTreeMap<i32, i64>)>,
     /// Positions last committed (or the start positions).
     committed: BTreeMap<i32, i64>,
-    /// Epoch closes not yet taken by [`SourceHandle::take_progress`], oldest first.
-    progress: VecDeque<EpochProgress>,
+    /// Per cursor: the progress last given on the source's progress output.
+    last_progress: Vec<Option<PartitionProgress>>,
     /// Whether the source has dropped its capability for good.
     finished: bool,
 }
@@ -150,7 +155,8 @@ impl SourceState {
             }
         }
         let committed = cursors.iter().map(|c| (c.partition, c.position)).collect();
-        SourceState { cursors, slot, committed, ..SourceState::default() }
+        let last_progress = vec![None; cursors.len()];
+        SourceState { cursors, slot, committed, last_progress, ..SourceState::default() }
     }
 
     fn cursor(&mut self, partition: i32) -> Option<&mut Cursor> {
@@ -163,13 +169,52 @@ impl SourceState {
     }
 }
 
-/// Where a worker's partitions stood when one of its epochs closed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EpochProgress {
-    /// The epoch that closed.
-    pub epoch: u64,
-    /// Per partition: next offset to read, and the timestamp (ms) of the newest record read, if any.
-    pub partitions: BTreeMap<i32, (i64, Option<i64>)>,
+/// Where one partition stood when an epoch of its source closed: the source's second
+/// output carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PartitionProgress {
+    /// Next offset the job reads.
+    pub position: i64,
+    /// Timestamp (ms) of the newest record read, if any.
+    pub newest_ms: Option<i64>,
+    /// The high watermark of the partition's last fetch response, read at the same instant
+    /// (librdkafka caches it; no request), if one arrived.
+    pub high: Option<i64>,
+}
+
+/// Differential updates `((partition, progress), epoch, ±1)`: where each partition of
+/// the source stands, changed at the close of the epochs where it moved.
+pub type ProgressStream<'scope> = Stream<'scope, u64, Vec<((i32, PartitionProgress), u64, isize)>>;
+
+type RecordSession<'a, 'b> = OutputBuilderSession<'a, u64, CapacityContainerBuilder<Vec<Record>>>;
+type ProgressSession<'a> = OutputBuilderSession<'a, u64, CapacityContainerBuilder<Vec<((i32, PartitionProgress), u64, isize)>>>;
+
+/// A source operator with two outputs, records and progress, as timely's `source` has one.
+fn source_with_progress<'scope, B, L>(scope: Scope<'scope, u64>, name: &str, constructor: B) -> (RecordStream<'scope>, ProgressStream<'scope>)
+where
+    B: FnOnce(Capability<u64>, Capability<u64>, OperatorInfo) -> L,
+    L: FnMut(&mut RecordSession<'_, '_>, &mut ProgressSession<'_>) + 'static,
+{
+    let mut builder = OperatorBuilder::new(name.to_owned(), scope);
+    let info = builder.operator_info();
+    let (records, record_stream) = builder.new_output();
+    let (progress, progress_stream) = builder.new_output();
+    let mut records = OutputBuilder::from(records);
+    let mut progress = OutputBuilder::from(progress);
+    builder.build(move |capabilities| {
+        // One capability per output, in the order the outputs were made.
+        let mut capabilities = capabilities.into_iter();
+        let mut logic = match (capabilities.next(), capabilities.next()) {
+            (Some(records_cap), Some(progress_cap)) => Some(constructor(records_cap, progress_cap, info)),
+            _ => None,
+        };
+        move |_frontiers| {
+            if let Some(logic) = logic.as_mut() {
+                logic(&mut records.activate(), &mut progress.activate());
+            }
+        }
+    });
+    (record_stream, progress_stream)
 }
 
 impl SourceHandle {
@@ -208,19 +253,23 @@ impl SourceHandle {
         self.state.borrow().finished
     }
 
-    /// Takes the epoch closes logged since the last call, oldest first, and whether the
-    /// source has finished (no more will come).
-    pub fn take_progress(&self) -> (Vec<EpochProgress>, bool) {
+    /// Logs the positions at the close of epoch `time`, for the commit if they moved, and
+    /// gives the partitions that moved (or whose watermark did) to `progress`.
+    fn close_epoch(&self, time: u64, metrics: &JobMetrics, progress: &mut ProgressSession<'_>, cap: &Capability<u64>) {
         let mut state = self.state.borrow_mut();
-        (state.progress.drain(..).collect(), state.finished)
-    }
-
-    /// Logs the positions at the close of epoch `time`, for the commit if they moved and
-    /// for the observers always.
-    fn close_epoch(&self, time: u64, metrics: &JobMetrics) {
-        let mut state = self.state.borrow_mut();
-        let partitions = state.cursors.iter().map(|c| (c.partition, (c.position, c.newest))).collect();
-        state.progress.push_back(EpochProgress { epoch: time, partitions });
+        let state = &mut *state;
+        let mut session = progress.session(cap);
+        for (cursor, last) in state.cursors.iter().zip(state.last_progress.iter_mut()) {
+            let high = cached_high_watermark(self.consumer.client(), &self.topic_c, cursor.partition);
+            let now = PartitionProgress { position: cursor.position, newest_ms: cursor.newest, high: high.or(last.and_then(|l| l.high)) };
+            if *last != Some(now) {
+                if let Some(before) = last.replace(now) {
+                    session.give(((cursor.partition, before), time, -1));
+                }
+                session.give(((cursor.partition, now), time, 1));
+            }
+        }
+        drop(session);
         let positions = state.positions();
         let last = state.closed.back().map_or(&state.committed, |(_, p)| p);
         if *last != positions {
@@ -314,7 +363,7 @@ impl KafkaSource {
         job: &JobConfig,
         kafka: &KafkaConfig,
         control: Arc<JobControl>,
-    ) -> Result<(RecordStream<'scope>, Rc<SourceHandle>)> {
+    ) -> Result<(RecordStream<'scope>, ProgressStream<'scope>, Rc<SourceHandle>)> {
         let worker = scope.index();
         let mine = partitions_for_worker(&plan.partitions, worker, scope.peers());
         let brokers = kafka.brokers().to_owned();
@@ -364,7 +413,8 @@ impl KafkaSource {
         let shared: Rc<OnceCell<Rc<SourceHandle>>> = Rc::new(OnceCell::new());
         let shared_out = Rc::clone(&shared);
 
-        let stream = source::<_, CapacityContainerBuilder<Vec<Record>>, _, _>(scope, &name, move |capability, info| {
+        let topic_c = std::ffi::CString::new(plan.topic.as_str()).map_err(|_| EngineError::Runtime(format!("topic name {:?} holds a NUL byte", plan.topic)))?;
+        let (stream, progress) = source_with_progress(scope, &name, move |capability, progress_capability, info| {
             let activator = scope.activator_for(Rc::clone(&info.address));
             // Event-driven: librdkafka wakes the worker when the partitions' queue (records)
             // or the consumer's queue (errors, commit results) turns non-empty, so an idle
@@ -380,6 +430,7 @@ impl KafkaSource {
                 flow: Rc::new(FlowGate::new(max_in_flight)),
                 copy_clock: Rc::new(CopyClock::default()),
                 topic,
+                topic_c,
                 brokers,
                 worker,
                 state: RefCell::new(state),
@@ -387,21 +438,22 @@ impl KafkaSource {
             handle.flow.set_source(activator.clone());
             let _ = shared.set(Rc::clone(&handle));
             let keep_alive: Arc<dyn Send + Sync> = Arc::clone(&handle.consumer) as Arc<dyn Send + Sync>;
-            let mut capability = Some(capability);
+            let mut capability = Some((capability, progress_capability));
             let mut last_warning: Option<Instant> = None;
-            move |output| {
-                let Some(cap) = capability.as_mut() else { return };
+            move |output, progress| {
+                let Some((cap, progress_cap)) = capability.as_mut() else { return };
                 let now_ms = now_ms();
                 let now = epoch_of(now_ms, epoch_ms);
                 if now > *cap.time() {
                     // Time 0 is the capability's initial placeholder, not an epoch that ran.
                     if *cap.time() > 0 {
-                        handle.close_epoch(*cap.time(), &control.metrics);
+                        handle.close_epoch(*cap.time(), &control.metrics, progress, progress_cap);
                     }
                     cap.downgrade(&now);
+                    progress_cap.downgrade(&now);
                 }
                 if control.stop_requested() || (until_end && handle.reached_end()) {
-                    handle.close_epoch(*cap.time(), &control.metrics);
+                    handle.close_epoch(*cap.time(), &control.metrics, progress, progress_cap);
                     handle.state.borrow_mut().finished = true;
                     tracing::info!(worker = handle.worker, positions = ?handle.positions(), "source finished");
                     capability = None;
@@ -500,6 +552,6 @@ impl KafkaSource {
             .get()
             .map(Rc::clone)
             .ok_or_else(|| EngineError::Runtime("the source operator was not constructed".to_owned()))?;
-        Ok((stream.container::<Vec<Record>>(), handle))
+        Ok((stream, progress, handle))
     }
 }

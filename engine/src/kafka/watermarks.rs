@@ -1,16 +1,119 @@
 //! The watermark monitor: one side thread per process fetches the input topic's high
-//! watermarks every interval, so no worker ever waits on a metadata request.
+//! watermarks every interval, so no worker ever waits on a metadata request, and hands
+//! each round to the dataflow through a [`WatermarkFeed`]: [`watermark_stream`] is the
+//! operator that turns the rounds into a differential stream.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Stream;
+use timely::scheduling::SyncActivator;
 
 use crate::config::KafkaConfig;
 use crate::control::JobControl;
 use crate::error::{EngineError, Result};
 use crate::kafka::plan::REQUEST_TIMEOUT;
+use crate::kafka::source::ProgressStream;
+
+/// One round of high watermarks: `(partition, high)`.
+pub type Round = Vec<(i32, i64)>;
+
+/// Hands the monitor's rounds to the operators that subscribed, and wakes them.
+#[derive(Default)]
+pub struct WatermarkFeed {
+    subscribers: Mutex<Vec<(Sender<Round>, SyncActivator)>>,
+    /// The latest round, for a subscriber that comes after it.
+    last: Mutex<Round>,
+}
+
+impl std::fmt::Debug for WatermarkFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatermarkFeed").finish_non_exhaustive()
+    }
+}
+
+impl WatermarkFeed {
+    /// Sends `round` to every subscriber and wakes it; forgets those that went away.
+    fn publish(&self, round: Round) {
+        self.last.lock().unwrap_or_else(PoisonError::into_inner).clone_from(&round);
+        self.subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(sender, activator)| sender.send(round.clone()).is_ok() && activator.activate().is_ok());
+    }
+
+    /// Ends the feed: subscribers see their channel closed once they have read it.
+    fn close(&self) {
+        for (_, activator) in self.subscribers.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            let _ = activator.activate();
+        }
+    }
+
+    /// A channel of the rounds from now on, the latest one first; `activator` is woken
+    /// at each.
+    fn subscribe(&self, activator: SyncActivator) -> Receiver<Round> {
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let _ = sender.send(self.last.lock().unwrap_or_else(PoisonError::into_inner).clone());
+        self.subscribers.lock().unwrap_or_else(PoisonError::into_inner).push((sender, activator));
+        receiver
+    }
+}
+
+/// The monitor's watermarks as differential updates `((partition, high), epoch, ±1)`,
+/// emitted on worker 0 (every process's monitor sees every partition) at the epoch the
+/// sources are in when a round arrives. The operator sleeps until the monitor wakes it,
+/// and ends when the sources' `progress` ends.
+pub fn watermark_stream<'scope>(progress: &ProgressStream<'scope>, feed: &Arc<WatermarkFeed>) -> Stream<'scope, u64, Vec<((i32, i64), u64, isize)>> {
+    let feed = Arc::clone(feed);
+    let emits = progress.scope().index() == 0;
+    let worker = progress.scope().worker().clone();
+    progress.clone().unary_frontier::<CapacityContainerBuilder<Vec<((i32, i64), u64, isize)>>, _, _, _>(Pipeline, "Watermarks", move |capability, info| {
+        let rounds = emits.then(|| feed.subscribe(worker.sync_activator_for(Rc::clone(&info.address).to_vec())));
+        let mut capability = emits.then_some(capability);
+        let mut current: BTreeMap<i32, i64> = BTreeMap::new();
+        move |(input, frontier), output| {
+            input.for_each(|_, data| data.clear());
+            let (Some(cap), Some(rounds)) = (capability.as_mut(), rounds.as_ref()) else { return };
+            let Some(&epoch) = frontier.frontier().first() else {
+                capability = None;
+                return;
+            };
+            if epoch > *cap.time() {
+                cap.downgrade(&epoch);
+            }
+            let time = *cap.time();
+            loop {
+                let round = match rounds.try_recv() {
+                    Ok(round) => round,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        capability = None;
+                        return;
+                    }
+                };
+                let mut session = output.session(&*cap);
+                for (partition, high) in round {
+                    match current.insert(partition, high) {
+                        Some(before) if before == high => {}
+                        Some(before) => {
+                            session.give(((partition, before), time, -1));
+                            session.give(((partition, high), time, 1));
+                        }
+                        None => session.give(((partition, high), time, 1)),
+                    }
+                }
+            }
+        }
+    })
+}
 
 /// Starts the monitor thread; it ends when the job's stop flag is set.
 pub fn spawn_watermark_monitor(
@@ -19,14 +122,16 @@ pub fn spawn_watermark_monitor(
     partitions: Vec<i32>,
     interval: Duration,
     control: Arc<JobControl>,
-) -> Result<JoinHandle<()>> {
+) -> Result<(JoinHandle<()>, Arc<WatermarkFeed>)> {
+    let feed = Arc::new(WatermarkFeed::default());
+    let publish = Arc::clone(&feed);
     let brokers = kafka.brokers().to_owned();
     let consumer: BaseConsumer = kafka
         .metadata_config()?
         .create()
         .map_err(|e| EngineError::kafka(&brokers, "creating the watermark monitor", e))?;
     let topic = topic.to_owned();
-    let fetch_round = move |consumer: &BaseConsumer, control: &JobControl| {
+    let fetch_round = move |consumer: &BaseConsumer, control: &JobControl, feed: &WatermarkFeed| {
         let mut fetched = Vec::with_capacity(partitions.len());
         for &p in &partitions {
             match consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT) {
@@ -34,22 +139,25 @@ pub fn spawn_watermark_monitor(
                 Err(error) => tracing::warn!(%topic, partition = p, %error, "watermark fetch failed; lag is stale"),
             }
         }
+        feed.publish(fetched.iter().map(|(p, (_, high))| (*p, *high)).collect());
         control.metrics.set_watermarks(fetched);
     };
     // The first round before the job starts, so lag is known from its first window even
     // when the whole input is copied within it.
-    fetch_round(&consumer, &control);
-    std::thread::Builder::new()
+    fetch_round(&consumer, &control, &feed);
+    let monitor = std::thread::Builder::new()
         .name("tidewatch-watermarks".to_owned())
         .spawn(move || {
             let mut next = Instant::now() + interval;
             while !control.stop_requested() {
                 if Instant::now() >= next {
                     next = Instant::now() + interval;
-                    fetch_round(&consumer, &control);
+                    fetch_round(&consumer, &control, &publish);
                 }
                 std::thread::sleep(Duration::from_millis(20).min(interval));
             }
+            publish.close();
         })
-        .map_err(|e| EngineError::Runtime(format!("spawning the watermark monitor: {e}")))
+        .map_err(|e| EngineError::Runtime(format!("spawning the watermark monitor: {e}")))?;
+    Ok((monitor, feed))
 }

@@ -8,6 +8,8 @@
 #   scripts/kafka.sh status                  exit 0 and print the bootstrap servers if it answers
 #   scripts/kafka.sh kill9                   kill -9 the broker, keeping its data (fault tests)
 #   scripts/kafka.sh create-topic NAME [N]   create a topic with N partitions (default 1)
+#   scripts/kafka.sh quota CLIENT RATE       cap the fetch rate of client.id CLIENT at RATE bytes/s
+#                                            (a broker quota, e.g. to make a job fall behind; 0 removes it)
 #   scripts/kafka.sh logs                    follow the broker log
 #
 # Environment:
@@ -260,6 +262,12 @@ case "${1:-}" in
     ensure_jars
     tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create --if-not-exists \
       --topic "$2" --partitions "${3:-1}" --replication-factor 1 ;;
+  quota)
+    [ -n "${2:-}" ] && [ -n "${3:-}" ] || die "usage: kafka.sh quota CLIENT_ID BYTES_PER_SECOND"
+    check_java
+    ensure_jars
+    if [ "$3" = 0 ]; then change=(--delete-config consumer_byte_rate); else change=(--add-config "consumer_byte_rate=$3"); fi
+    tool kafka.admin.ConfigCommand --bootstrap-server "$bootstrap" --alter "${change[@]}" --entity-type clients --entity-name "$2" ;;
   logs) tail -n 100 -F "$logfile" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
 esac

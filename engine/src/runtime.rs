@@ -246,7 +246,7 @@ pub fn run_job<O: Observe>(
         };
         let built = worker.dataflow::<u64, _, _>(|scope: Scope<'_, u64>| -> Result<_> {
             let (records, progress, handle) = KafkaSource::build(scope, &plan, &job, &kafka, Arc::clone(&control))?;
-            let watermarks = watermark_stream(&progress, &watermark_feed).as_collection();
+            let watermarks = watermark_stream(&progress, &watermark_feed, job.epoch_ms()).as_collection();
             let delivered = match job.guarantee {
                 Guarantee::AtLeastOnce => KafkaSink::build(records.clone(), &job.output_topic, &kafka, &handle, Arc::clone(&control))?,
                 Guarantee::ExactlyOnce => {

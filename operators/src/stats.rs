@@ -401,8 +401,32 @@ impl<'scope> StatsWindows<'scope> for Stream<'scope, u64, Vec<(Observation, u64,
 
 #[cfg(test)]
 mod tests {
-    use super::{status, PartitionStatus};
+    use super::{status, Observation, PartitionStatus, StatsDoc, StatsWindows};
+    use crate::lag::LagRow;
     use std::collections::VecDeque;
+    use timely::dataflow::operators::capture::{Capture, Event};
+    use timely::dataflow::operators::ToStream;
+
+    /// The documents of two windows of 1 000 ms over `observations`.
+    fn docs(observations: Vec<(Observation, u64, isize)>) -> Vec<StatsDoc> {
+        let captured = timely::example(move |scope| observations.to_stream(scope).container::<Vec<_>>().stats_windows(1_000, Vec::new(), Vec::new()).capture());
+        captured.try_iter().flat_map(|event| if let Event::Messages(_, docs) = event { docs } else { Vec::new() }).collect()
+    }
+
+    #[test]
+    fn a_partition_behind_with_nothing_consumed_has_no_lag_seconds_rather_than_zero() {
+        // Partition 0 is 22 500 behind and never delivered a record; partition 1 consumed one
+        // at 1 500 ms and is 10 behind.
+        let stalled = LagRow { partition: 0, position: 0, newest_ms: None, high: 22_500 };
+        let moving = LagRow { partition: 1, position: 90, newest_ms: Some(1_500), high: 100 };
+        let docs = docs(vec![(Observation::Lag(stalled), 1_000, 1), (Observation::Lag(moving), 1_000, 1), (Observation::Delivered, 1_000, 1), (Observation::Delivered, 2_100, 1)]);
+        let doc = docs.iter().find(|d| d.window_start_ms == 1_000).expect("the window of the lag rows");
+        assert_eq!(doc.lag_per_partition["0"], 22_500);
+        assert!(!doc.lag_seconds_per_partition.contains_key("0"), "unknown, not 0: {:?}", doc.lag_seconds_per_partition);
+        assert_eq!(doc.lag_seconds_per_partition["1"], 0.5);
+        assert_eq!(doc.max_lag_seconds, Some(0.5));
+        assert!(docs.iter().flat_map(|d| d.lag_per_partition.iter().map(move |(p, l)| (d, p, l))).all(|(d, p, l)| *l == 0 || d.lag_seconds_per_partition.get(p) != Some(&0.0)));
+    }
 
     fn judge(history: &[(i64, i64)]) -> PartitionStatus {
         status(&history.iter().copied().collect::<VecDeque<_>>())

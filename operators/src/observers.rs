@@ -27,7 +27,7 @@ use crate::lag::lag_rows;
 use crate::profile::dataflow::ProfileWindows;
 use crate::profile::{ProfileConfig, WindowProfile};
 use crate::quality::ObserveQuality;
-use crate::stats::{Observation, StatsDoc, StatsWindows};
+use crate::stats::{InvalidCounting, Observation, StatsDoc, StatsLayout, StatsWindows};
 
 /// The `[observe]` table of the config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -48,6 +48,10 @@ pub struct ObserveConfig {
     /// observers that need not see every record) may spend per epoch; over it, the branch
     /// observes 1 record in k. 0: no budget. Quality, lag and reconciliation never sample.
     pub budget: f64,
+    /// What `invalid_<field>` counts: `reference` (default: as the reference job, an
+    /// unparseable value or a tombstone is invalid in every watched field) or
+    /// `present-values-only` (only records whose value is JSON, by their fields).
+    pub invalid: InvalidCounting,
 }
 
 fn window<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -64,6 +68,7 @@ impl Default for ObserveConfig {
             rules: Vec::new(),
             reconcile: true,
             budget: 1.0,
+            invalid: InvalidCounting::Reference,
         }
     }
 }
@@ -121,6 +126,7 @@ pub struct Observers {
     profile_sink: Option<Sender<WindowProfile>>,
     /// Each sampling branch's share of the copy's time (0: no budget).
     budget: f64,
+    invalid: InvalidCounting,
 }
 
 impl std::fmt::Debug for Observers {
@@ -158,6 +164,7 @@ pub struct ObserverPlan {
     custom: Vec<Arc<dyn ObserverFactory>>,
     profile: Option<(Arc<ProfileConfig>, u64)>,
     budget: f64,
+    invalid: InvalidCounting,
 }
 
 impl std::fmt::Debug for ObserverPlan {
@@ -202,7 +209,7 @@ impl ObserverPlan {
                 });
             }
         }
-        Ok(ObserverPlan { fields: Arc::new(fields), window_ms: u64::try_from(window_ms).unwrap_or(u64::MAX), rules: config.alerts.clone(), custom, profile: None, budget: config.budget })
+        Ok(ObserverPlan { fields: Arc::new(fields), window_ms: u64::try_from(window_ms).unwrap_or(u64::MAX), rules: config.alerts.clone(), custom, profile: None, budget: config.budget, invalid: config.invalid })
     }
 
     /// Adds dataset profiles (the `[profile]` table) when `config.enabled`, checking its
@@ -243,10 +250,10 @@ impl ObserverPlan {
 
     /// The observers, handing documents to `sinks` and keeping their counters in `metrics`.
     pub fn attach(self, sinks: ObservationSinks, metrics: Arc<ObserverMetrics>) -> Observers {
-        let ObserverPlan { fields, window_ms, rules, mut custom, profile, budget } = self;
+        let ObserverPlan { fields, window_ms, rules, mut custom, profile, budget, invalid } = self;
         // Exact observers first: the sampled ones report after them, by metric index.
         custom.sort_by_key(|o| !o.exact());
-        Observers { fields, window_ms, rules, custom, sinks, metrics, profile, profile_sink: None, budget }
+        Observers { fields, window_ms, rules, custom, sinks, metrics, profile, profile_sink: None, budget, invalid }
     }
 }
 
@@ -334,7 +341,7 @@ impl Observe for Observers {
             .concat(lag)
             .concat(custom)
             .inner
-            .stats_windows(self.window_ms, self.fields.paths().to_vec(), metric_names(&self.custom))
+            .stats_windows(StatsLayout { window_ms: self.window_ms, fields: self.fields.paths().to_vec(), custom: metric_names(&self.custom), invalid: self.invalid })
             .inspect(move |doc| {
                 let _ = stats_sink.send(doc.clone());
             });

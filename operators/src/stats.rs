@@ -81,7 +81,9 @@ pub struct StatsDoc {
     pub window_end_ms: u64,
     /// Records read in the window.
     pub all_events: i64,
-    /// Per watched field: records where it is empty in any way (missing, null, "", [], {}).
+    /// Per watched field: records where it is empty in any way (missing, null, "", [], {}),
+    /// and by default ([`InvalidCounting::Reference`]) records whose value has no fields
+    /// to look at (unparseable, tombstone).
     #[serde(flatten)]
     pub invalid: BTreeMap<String, i64>,
     /// Per watched field, per kind: records.
@@ -163,6 +165,33 @@ pub fn rfc3339(ms: u64) -> String {
         .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
+/// What `invalid_<field>` counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InvalidCounting {
+    /// As the reference job, which parses with a schema: a record whose value does not
+    /// parse, is null (a tombstone) or is not an object is invalid in every watched field,
+    /// as is a field that is missing, null or empty.
+    #[default]
+    Reference,
+    /// Only records whose value is JSON count, by how their fields read: unparseable
+    /// records and tombstones are left out of `invalid_<field>` (they have their own counts).
+    PresentValuesOnly,
+}
+
+/// The shape of a job's stats documents.
+#[derive(Debug, Clone, Default)]
+pub struct StatsLayout {
+    /// Length of a window (ms).
+    pub window_ms: u64,
+    /// The watched fields, in index order.
+    pub fields: Vec<String>,
+    /// Full names of the custom observers' metrics, by index.
+    pub custom: Vec<String>,
+    /// What `invalid_<field>` counts.
+    pub invalid: InvalidCounting,
+}
+
 /// Folds observations into windows and emits one [`StatsDoc`] per window on worker 0.
 #[derive(Debug)]
 struct WindowFolder {
@@ -170,6 +199,7 @@ struct WindowFolder {
     fields: Vec<String>,
     /// Full names of the custom observers' metrics, by index.
     custom: Vec<String>,
+    invalid: InvalidCounting,
     /// Counts per window start.
     counts: BTreeMap<u64, BTreeMap<Observation, i64>>,
     /// Lag updates per epoch, applied to `lag` as windows close.
@@ -200,6 +230,11 @@ impl WindowFolder {
         let count = |o: Observation| counts.get(&o).copied().unwrap_or(0);
         let record = |k: RecordKind| count(Observation::Quality(QualityKey::Record(k)));
         let all_events: i64 = RecordKind::ALL.iter().map(|k| record(*k)).sum();
+        // Records without fields to look at: invalid in every field, as for the reference.
+        let without_fields = match self.invalid {
+            InvalidCounting::Reference => record(RecordKind::Unparseable) + record(RecordKind::Tombstone),
+            InvalidCounting::PresentValuesOnly => 0,
+        };
 
         let mut invalid = BTreeMap::new();
         let mut quality = BTreeMap::new();
@@ -210,7 +245,7 @@ impl WindowFolder {
                 .map(|k| (k.name().to_owned(), count(Observation::Quality(QualityKey::Field(field, *k)))))
                 .collect();
             let empty: i64 = FieldKind::ALL.iter().filter(|k| k.is_invalid()).map(|k| kinds[k.name()]).sum();
-            invalid.insert(format!("invalid_{name}"), empty);
+            invalid.insert(format!("invalid_{name}"), empty + without_fields);
             quality.insert(name.clone(), kinds);
         }
 
@@ -320,13 +355,14 @@ fn status(history: &VecDeque<(i64, i64)>) -> PartitionStatus {
 /// Assembles the stats documents of a job from its observations.
 pub trait StatsWindows<'scope> {
     /// Gathers `self` (all workers' observations) on worker 0 and, each time the frontier
-    /// passes the end of a window of `window_ms`, emits that window's [`StatsDoc`], also
-    /// for windows without records. `fields` names the watched fields in index order.
-    fn stats_windows(self, window_ms: u64, fields: Vec<String>, custom: Vec<String>) -> Stream<'scope, u64, Vec<StatsDoc>>;
+    /// passes the end of a window of `layout.window_ms`, emits that window's [`StatsDoc`],
+    /// also for windows without records.
+    fn stats_windows(self, layout: StatsLayout) -> Stream<'scope, u64, Vec<StatsDoc>>;
 }
 
 impl<'scope> StatsWindows<'scope> for Stream<'scope, u64, Vec<(Observation, u64, isize)>> {
-    fn stats_windows(self, window_ms: u64, fields: Vec<String>, custom: Vec<String>) -> Stream<'scope, u64, Vec<StatsDoc>> {
+    fn stats_windows(self, layout: StatsLayout) -> Stream<'scope, u64, Vec<StatsDoc>> {
+        let StatsLayout { window_ms, fields, custom, invalid } = layout;
         let window_ms = window_ms.max(1);
         let worker = self.scope().index();
         self.unary_frontier::<CapacityContainerBuilder<Vec<StatsDoc>>, _, _, _>(
@@ -338,6 +374,7 @@ impl<'scope> StatsWindows<'scope> for Stream<'scope, u64, Vec<(Observation, u64,
                     window_ms,
                     fields,
                     custom,
+                    invalid,
                     counts: BTreeMap::new(),
                     lag_updates: BTreeMap::new(),
                     lag: BTreeMap::new(),
@@ -401,7 +438,7 @@ impl<'scope> StatsWindows<'scope> for Stream<'scope, u64, Vec<(Observation, u64,
 
 #[cfg(test)]
 mod tests {
-    use super::{status, Observation, PartitionStatus, StatsDoc, StatsWindows};
+    use super::{status, Observation, PartitionStatus, StatsDoc, StatsLayout, StatsWindows};
     use crate::lag::LagRow;
     use std::collections::VecDeque;
     use timely::dataflow::operators::capture::{Capture, Event};
@@ -409,7 +446,7 @@ mod tests {
 
     /// The documents of two windows of 1 000 ms over `observations`.
     fn docs(observations: Vec<(Observation, u64, isize)>) -> Vec<StatsDoc> {
-        let captured = timely::example(move |scope| observations.to_stream(scope).container::<Vec<_>>().stats_windows(1_000, Vec::new(), Vec::new()).capture());
+        let captured = timely::example(move |scope| observations.to_stream(scope).container::<Vec<_>>().stats_windows(StatsLayout { window_ms: 1_000, ..StatsLayout::default() }).capture());
         captured.try_iter().flat_map(|event| if let Event::Messages(_, docs) = event { docs } else { Vec::new() }).collect()
     }
 

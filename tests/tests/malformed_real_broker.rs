@@ -14,7 +14,7 @@ use tidewatch_jobs::config::FileConfig;
 use tidewatch_jobs::observer::run_observed;
 use tidewatch_jobs::outputs::{read_ndjson, OutputConfig};
 use tidewatch_operators::observers::ObserveConfig;
-use tidewatch_operators::stats::StatsDoc;
+use tidewatch_operators::stats::{InvalidCounting, StatsDoc};
 use tidewatch_tests::{assert_copied_exactly, create_topics, produce, read_all, real_brokers, require_broker, unique_topic};
 
 /// The default watched fields, in this order in [`Class::Object`].
@@ -351,6 +351,8 @@ fn real_broker_malformed_input_is_copied_byte_exact_and_counted_in_the_right_cla
         profile: Default::default(),
     };
     assert_eq!(file.observe.fields, FIELDS, "the default watched fields");
+    assert_eq!(file.observe.invalid, InvalidCounting::Reference, "reference counting by default");
+    let file_again = file.clone();
     let summary = run_observed(file, &Cluster::default(), JobControl::new())?;
     let n = corpus.records.len() as u64;
     assert_eq!(summary.records_in, n, "records read");
@@ -379,10 +381,31 @@ fn real_broker_malformed_input_is_copied_byte_exact_and_counted_in_the_right_cla
             let name = kind.doc_name();
             compare(format!("{field} {name}"), got.quality[field][name], want.quality[field][name]);
         }
+        // By default, as the reference job: a value without fields (unparseable, tombstone)
+        // is invalid in every watched field, and a non-object's fields count as missing.
         let invalid: i64 = docs.iter().map(|d| d.invalid.get(&format!("invalid_{field}")).copied().unwrap_or(0)).sum();
-        let want_invalid: i64 = want.quality[field].iter().filter(|(k, _)| *k != "present").map(|(_, n)| n).sum();
-        compare(format!("invalid_{field}"), invalid, want_invalid);
+        let empty: i64 = want.quality[field].iter().filter(|(k, _)| *k != "present").map(|(_, n)| n).sum();
+        compare(format!("invalid_{field}"), invalid, empty + want.unparseable + want.tombstones);
     }
     assert!(wrong.is_empty(), "counts differ from the corpus:\n{}", wrong.join("\n"));
+
+    // `observe.invalid = "present-values-only"`: only values that are JSON count, by their fields.
+    let again = unique_topic("malformed-out-present");
+    create_topics(&brokers, &[&again], PARTITIONS)?;
+    let dir = tempfile::tempdir()?;
+    let mut file = file_again;
+    file.job.output_topic = again;
+    file.job.group_id = unique_topic("malformed-present");
+    file.observe.invalid = InvalidCounting::PresentValuesOnly;
+    file.output.dir = dir.path().to_owned();
+    run_observed(file, &Cluster::default(), JobControl::new())?;
+    let docs: Vec<StatsDoc> = read_ndjson(&dir.path().join("stats.ndjson"))?;
+    let got_present = observed(&docs);
+    for field in FIELDS {
+        let invalid: i64 = docs.iter().map(|d| d.invalid.get(&format!("invalid_{field}")).copied().unwrap_or(0)).sum();
+        let empty: i64 = want.quality[field].iter().filter(|(k, _)| *k != "present").map(|(_, n)| n).sum();
+        assert_eq!(invalid, empty, "present-values-only invalid_{field}");
+        assert_eq!(got_present.quality[field], want.quality[field], "the per-kind breakdown does not depend on the counting");
+    }
     Ok(())
 }

@@ -27,6 +27,51 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
+/// The key of one figure of the observation protocol: `(observer, metric, labels)`,
+/// e.g. `("freshness", "event_time_age_seconds", [("partition", "0")])`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct MetricKey {
+    /// The observer's name.
+    pub observer: String,
+    /// The metric's name within the observer.
+    pub metric: String,
+    /// Labels, in the order the observer declared them.
+    pub labels: Vec<(String, String)>,
+}
+
+impl MetricKey {
+    /// The key of an unlabelled metric.
+    pub fn new(observer: &str, metric: &str) -> MetricKey {
+        MetricKey { observer: observer.to_owned(), metric: metric.to_owned(), labels: Vec::new() }
+    }
+
+    /// Adds a label.
+    #[must_use]
+    pub fn label(mut self, name: &str, value: impl std::fmt::Display) -> MetricKey {
+        self.labels.push((name.to_owned(), value.to_string()));
+        self
+    }
+
+    /// `<observer>.<metric>`.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.observer, self.metric)
+    }
+
+    /// The dotted path of the figure in documents: `<observer>.<metric>` and
+    /// `.<label>.<value>` per label (dots within a value become `_`), so a document store
+    /// that reads dots as nesting (OpenSearch) keeps one object per observer and metric.
+    pub fn path(&self) -> String {
+        let mut path = self.name();
+        for (name, value) in &self.labels {
+            path.push('.');
+            path.push_str(name);
+            path.push('.');
+            path.push_str(&value.replace('.', "_"));
+        }
+        path
+    }
+}
+
 /// Folds records into per-window states.
 pub trait FoldWindows<'scope, D> {
     /// Per window of `window_ms` epochs' time (windows start at multiples of it; 1: per

@@ -106,7 +106,9 @@ const FINISH_WITHIN: Duration = Duration::from_secs(30);
 impl OpenSearchSink {
     /// Starts the sink thread. Fails only on a bad configuration; an unreachable
     /// OpenSearch is retried in the background.
-    pub fn start(config: &OpenSearchConfig) -> Result<OpenSearchSink> {
+    /// `mappings` is the index template's `mappings` body for the observation indices (the
+    /// engine knows no document's fields).
+    pub fn start(config: &OpenSearchConfig, mappings: Value) -> Result<OpenSearchSink> {
         let bad = |key: &str, message: String| EngineError::Config { key: format!("opensearch.{key}"), message };
         let url = opensearch::http::Url::parse(&config.url).map_err(|e| bad("url", format!("expected a URL such as http://127.0.0.1:9200, got `{}` ({e})", config.url)))?;
         if config.buffer == 0 || config.batch == 0 {
@@ -126,7 +128,7 @@ impl OpenSearchSink {
         let counters = Arc::new(OpenSearchCounters::default());
         // The channel only hands documents to the sink thread; the bound that matters is the thread's buffer.
         let (sender, receiver) = bounded(config.buffer.max(1024));
-        let shipper = Shipper { client, config: config.clone(), counters: Arc::clone(&counters), buffer: VecDeque::new() };
+        let shipper = Shipper { client, config: config.clone(), counters: Arc::clone(&counters), buffer: VecDeque::new(), mappings };
         let thread = std::thread::Builder::new()
             .name("tidewatch-opensearch".to_owned())
             .spawn(move || shipper.run(&receiver))
@@ -183,6 +185,8 @@ struct Shipper {
     config: OpenSearchConfig,
     counters: Arc<OpenSearchCounters>,
     buffer: VecDeque<Pending>,
+    /// The index template's mappings.
+    mappings: Value,
 }
 
 /// What one bulk attempt came to.
@@ -281,7 +285,8 @@ impl Shipper {
         *backoff = (*backoff * 2).min(MAX_BACKOFF);
     }
 
-    /// Installs the index template: explicit mappings for the observation indices.
+    /// Installs the index template of the observation indices, with the mappings the
+    /// sink was started with.
     async fn install_template(&self) -> std::result::Result<(), String> {
         let patterns = [&self.config.stats_index, &self.config.alerts_index, &self.config.profiles_index];
         let body = json!({
@@ -289,35 +294,7 @@ impl Shipper {
             "priority": 100,
             "template": {
                 "settings": { "number_of_shards": 1, "number_of_replicas": 0 },
-                "mappings": {
-                    "dynamic_templates": [
-                        { "lag_seconds": { "path_match": "lag_seconds_per_partition.*", "mapping": { "type": "double" } } },
-                        { "lag_offsets": { "path_match": "lag_per_partition.*", "mapping": { "type": "long" } } },
-                        { "status": { "path_match": "status_per_partition.*", "mapping": { "type": "keyword" } } },
-                        { "quality": { "path_match": "quality.*.*", "match_mapping_type": "long", "mapping": { "type": "long" } } },
-                        { "invalid": { "match": "invalid_*", "mapping": { "type": "long" } } },
-                        { "strings": { "match_mapping_type": "string", "mapping": { "type": "keyword" } } }
-                    ],
-                    "properties": {
-                        "@timestamp": { "type": "date" },
-                        "since": { "type": "date" },
-                        "window_start_ms": { "type": "date", "format": "epoch_millis" },
-                        "window_end_ms": { "type": "date", "format": "epoch_millis" },
-                        "all_events": { "type": "long" },
-                        "unparseable": { "type": "long" },
-                        "not_object": { "type": "long" },
-                        "tombstones": { "type": "long" },
-                        "max_lag": { "type": "long" },
-                        "max_lag_seconds": { "type": "double" },
-                        "records_in": { "type": "long" },
-                        "records_delivered": { "type": "long" },
-                        "lag_per_partition": { "type": "object" },
-                        "lag_seconds_per_partition": { "type": "object" },
-                        "status_per_partition": { "type": "object" },
-                        "value": { "type": "double" },
-                        "threshold": { "type": "double" }
-                    }
-                }
+                "mappings": self.mappings,
             }
         });
         let response = self
@@ -386,7 +363,7 @@ mod tests {
     #[test]
     fn bad_url_names_the_key() {
         let config = OpenSearchConfig { url: "not a url".into(), ..OpenSearchConfig::default() };
-        let text = OpenSearchSink::start(&config).expect_err("bad url").to_string();
+        let text = OpenSearchSink::start(&config, Value::Null).expect_err("bad url").to_string();
         assert!(text.contains("opensearch.url"), "{text}");
     }
 
@@ -396,7 +373,7 @@ mod tests {
         let client = OpenSearch::new(
             TransportBuilder::new(SingleNodeConnectionPool::new(opensearch::http::Url::parse(&config.url).expect("url"))).build().expect("transport"),
         );
-        let mut shipper = Shipper { client, config, counters: Arc::default(), buffer: VecDeque::new() };
+        let mut shipper = Shipper { client, config, counters: Arc::default(), buffer: VecDeque::new(), mappings: Value::Null };
         for i in 0..5 {
             shipper.push(Pending { index: "i".into(), doc: json!(i) });
         }

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod demo;
 pub mod health;
+pub mod mapping;
 pub mod observer;
 pub mod outputs;
 pub mod profiles;

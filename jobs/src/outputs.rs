@@ -23,6 +23,7 @@ use tidewatch_engine::{JobControl, JobMetrics};
 use crate::health::{ClientStatsCollector, ProcessCollector};
 use tidewatch_operators::alerts::{AlertEvent, AlertState};
 use tidewatch_operators::observers::{ObservationSinks, ObserverMetrics};
+use tidewatch_operators::protocol::MetricKind;
 use tidewatch_operators::stats::{PartitionStatus, StatsDoc};
 
 /// The `[output]` table of the config.
@@ -71,6 +72,8 @@ struct Metrics {
     opensearch_buffered: Gauge,
     latency: Family<Labels, Gauge<f64, AtomicU64>>,
     observer_window: Family<Labels, Gauge>,
+    observed: Family<Labels, Gauge<f64, AtomicU64>>,
+    observed_count: Family<Labels, Counter<f64, AtomicU64>>,
     observer_total: Family<Labels, Counter>,
     sampled_records: Family<Labels, Counter>,
     sampling_rate: Family<Labels, Gauge<f64, AtomicU64>>,
@@ -106,6 +109,12 @@ impl Metrics {
         registry.register("tidewatch_opensearch_buffered", "Documents waiting for OpenSearch", self.opensearch_buffered.clone());
         registry.register("tidewatch_observer_window", "A custom observer's count in the last closed window", self.observer_window.clone());
         registry.register("tidewatch_observer", "A custom observer's count over all windows", self.observer_total.clone());
+        registry.register(
+            "tidewatch_observed",
+            "A figure of an observer on the observation protocol in the last closed window (ages in seconds), by observer, metric and the metric's labels",
+            self.observed.clone(),
+        );
+        registry.register("tidewatch_observed_count", "A counting figure of an observer on the protocol, summed over all windows", self.observed_count.clone());
         registry.register(
             "tidewatch_observation_sampled_records",
             "Records offered to a sampling branch (profile, observers) under the observation budget, by outcome (observed, skipped)",
@@ -171,6 +180,14 @@ impl Metrics {
             self.observer_window.get_or_create(&labels).set(*n);
             self.observer_total.get_or_create(&labels).inc_by((*n).max(0) as u64);
         }
+        for figure in &doc.figures {
+            let mut labels = vec![("observer".to_owned(), figure.key.observer.clone()), ("metric".to_owned(), figure.key.metric.clone())];
+            labels.extend(figure.key.labels.iter().map(|(name, value)| (prometheus_label(name), value.clone())));
+            self.observed.get_or_create(&labels).set(figure.value);
+            if figure.kind == MetricKind::Count {
+                self.observed_count.get_or_create(&labels).inc_by(figure.value.max(0.0));
+            }
+        }
         for (branch, sampling) in &doc.sampling {
             self.sampling_rate.get_or_create(&vec![("branch".into(), branch.clone())]).set(sampling.rate);
         }
@@ -180,6 +197,15 @@ impl Metrics {
         let firing = i64::from(event.state == AlertState::Firing);
         self.alert_firing.get_or_create(&vec![("rule".into(), event.rule.clone())]).set(firing);
     }
+}
+
+/// A label name Prometheus accepts: letters, digits and `_`, not starting with a digit.
+fn prometheus_label(name: &str) -> String {
+    let mut label: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    if label.is_empty() || label.starts_with(|c: char| c.is_ascii_digit()) {
+        label.insert(0, '_');
+    }
+    label
 }
 
 /// Raises a counter to `total` (counters only go up; the job's atomics are the truth).
@@ -226,7 +252,7 @@ impl Outputs {
         control: Arc<JobControl>,
         observers: Arc<ObserverMetrics>,
     ) -> anyhow::Result<Outputs> {
-        let opensearch = if opensearch.url.is_empty() { None } else { Some(OpenSearchSink::start(opensearch)?) };
+        let opensearch = if opensearch.url.is_empty() { None } else { Some(OpenSearchSink::start(opensearch, crate::mapping::observation_mappings())?) };
         std::fs::create_dir_all(&config.dir).with_context(|| format!("config key `output.dir`: cannot create {}", config.dir.display()))?;
         let stats_file = append(&config.dir.join("stats.ndjson"))?;
         let alerts_file = append(&config.dir.join("alerts.ndjson"))?;

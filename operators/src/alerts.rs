@@ -229,6 +229,8 @@ mod tests {
             observers: BTreeMap::new(),
             samples: BTreeMap::new(),
             sampling: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+            figures: Vec::new(),
         }
     }
 

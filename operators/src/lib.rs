@@ -8,5 +8,7 @@ pub mod reconcile;
 pub mod stats;
 pub mod value_rules;
 pub mod alerts;
+pub mod builtin;
 pub mod observers;
 pub mod profile;
+pub mod protocol;

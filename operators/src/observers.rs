@@ -1,6 +1,7 @@
 //! The job's observers assembled: quality and lag observed on every worker, folded into
 //! one stats document per window and alert transitions on worker 0, handed to outputs.
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +28,8 @@ use crate::lag::lag_rows;
 use crate::profile::dataflow::ProfileWindows;
 use crate::profile::{ProfileConfig, WindowProfile};
 use crate::quality::ObserveQuality;
+use crate::builtin;
+use crate::protocol::{self, DataflowObserver, MetricSpec, ObserverContext};
 use crate::stats::{InvalidCounting, Observation, StatsDoc, StatsLayout, StatsWindows};
 
 /// The `[observe]` table of the config.
@@ -52,6 +55,12 @@ pub struct ObserveConfig {
     /// unparseable value or a tombstone is invalid in every watched field) or
     /// `present-values-only` (only records whose value is JSON, by their fields).
     pub invalid: InvalidCounting,
+    /// Built-in observers on the observation protocol to run, by name ([`crate::builtin`]):
+    /// `freshness` (default), `distinct_users`.
+    pub enable: Vec<String>,
+    /// Settings of the protocol observers, by `<observer>.<key>` (e.g.
+    /// `"distinct_users.field" = "user_id"`).
+    pub settings: BTreeMap<String, String>,
 }
 
 fn window<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -69,6 +78,8 @@ impl Default for ObserveConfig {
             reconcile: true,
             budget: 1.0,
             invalid: InvalidCounting::Reference,
+            enable: vec!["freshness".to_owned()],
+            settings: BTreeMap::new(),
         }
     }
 }
@@ -127,6 +138,9 @@ pub struct Observers {
     /// Each sampling branch's share of the copy's time (0: no budget).
     budget: f64,
     invalid: InvalidCounting,
+    /// Observers on the protocol, and their settings.
+    dataflow: Vec<Arc<dyn DataflowObserver>>,
+    settings: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Observers {
@@ -165,6 +179,8 @@ pub struct ObserverPlan {
     profile: Option<(Arc<ProfileConfig>, u64)>,
     budget: f64,
     invalid: InvalidCounting,
+    dataflow: Vec<Arc<dyn DataflowObserver>>,
+    settings: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for ObserverPlan {
@@ -199,17 +215,43 @@ impl ObserverPlan {
         if config.reconcile {
             custom.push(Arc::new(Reconcile));
         }
-        let mut names = StatsDoc::metric_names(fields.paths());
-        names.extend(metric_names(&custom));
-        for rule in &config.alerts {
-            if !names.contains(&rule.metric) && !rule.metric.starts_with("lag_") {
+        let mut dataflow = Vec::new();
+        for name in &config.enable {
+            dataflow.push(builtin::named(name).ok_or_else(|| ObserveError::Value {
+                key: "observe.enable".to_owned(),
+                message: format!("unknown observer `{name}`; expected any of {}", builtin::names().join(", ")),
+            })?);
+        }
+        let plan = ObserverPlan {
+            fields: Arc::new(fields),
+            window_ms: u64::try_from(window_ms).unwrap_or(u64::MAX),
+            rules: config.alerts.clone(),
+            custom,
+            profile: None,
+            budget: config.budget,
+            invalid: config.invalid,
+            dataflow,
+            settings: config.settings.clone(),
+        };
+        plan.check_rules()?;
+        Ok(plan)
+    }
+
+    /// Every alert rule names a figure the stats documents hold.
+    fn check_rules(&self) -> Result<(), ObserveError> {
+        let mut names = StatsDoc::metric_names(self.fields.paths());
+        names.extend(metric_names(&self.custom));
+        names.extend(protocol::specs(&self.dataflow).into_keys());
+        for rule in &self.rules {
+            let labelled = names.iter().any(|n| rule.metric.starts_with(n.as_str()) && rule.metric[n.len()..].starts_with('.'));
+            if !names.contains(&rule.metric) && !labelled && !rule.metric.starts_with("lag_") {
                 return Err(ObserveError::Value {
                     key: format!("observe.alerts.{}.metric", rule.name),
                     message: format!("unknown metric `{}`; expected one of {} or lag_<partition>", rule.metric, names.join(", ")),
                 });
             }
         }
-        Ok(ObserverPlan { fields: Arc::new(fields), window_ms: u64::try_from(window_ms).unwrap_or(u64::MAX), rules: config.alerts.clone(), custom, profile: None, budget: config.budget, invalid: config.invalid })
+        Ok(())
     }
 
     /// Adds dataset profiles (the `[profile]` table) when `config.enabled`, checking its
@@ -248,12 +290,24 @@ impl ObserverPlan {
         self
     }
 
+    /// Adds an observer on the observation protocol ([`crate::protocol`]); its figures
+    /// join the stats documents, `/metrics`, OpenSearch and the alert rules' metric names.
+    pub fn with_dataflow_observer(mut self, observer: Arc<dyn DataflowObserver>) -> ObserverPlan {
+        self.dataflow.push(observer);
+        self
+    }
+
+    /// The protocol observers' metrics, by `<observer>.<metric>`.
+    pub fn specs(&self) -> BTreeMap<String, MetricSpec> {
+        protocol::specs(&self.dataflow)
+    }
+
     /// The observers, handing documents to `sinks` and keeping their counters in `metrics`.
     pub fn attach(self, sinks: ObservationSinks, metrics: Arc<ObserverMetrics>) -> Observers {
-        let ObserverPlan { fields, window_ms, rules, mut custom, profile, budget, invalid } = self;
+        let ObserverPlan { fields, window_ms, rules, mut custom, profile, budget, invalid, dataflow, settings } = self;
         // Exact observers first: the sampled ones report after them, by metric index.
         custom.sort_by_key(|o| !o.exact());
-        Observers { fields, window_ms, rules, custom, sinks, metrics, profile, profile_sink: None, budget, invalid }
+        Observers { fields, window_ms, rules, custom, sinks, metrics, profile, profile_sink: None, budget, invalid, dataflow, settings }
     }
 }
 
@@ -268,6 +322,7 @@ impl Observers {
 impl Observe for Observers {
     fn observe<'scope>(&self, inputs: ObserveInputs<'scope>, _context: &WorkerContext) {
         let ObserveInputs { records, delivered, progress, watermarks, source } = inputs;
+        let scope = records.scope();
         let records_for_custom = records.clone();
 
         // Dataset profiles: partial profiles per worker and window, merged by field, assembled on worker 0.
@@ -320,7 +375,7 @@ impl Observe for Observers {
         } else {
             let sampler = Sampler::new(Rc::clone(&copy_clock), self.budget);
             let counted = Arc::clone(&self.metrics);
-            let sampled = observe_custom_core(records_for_custom, sampled, base, Some(sampler)).inspect(move |(key, _, diff)| {
+            let sampled = observe_custom_core(records_for_custom.clone(), sampled, base, Some(sampler)).inspect(move |(key, _, diff)| {
                 if let CustomKey::Sampled(observed) = key {
                     let n = u64::try_from(*diff).unwrap_or(0);
                     counted.observer_sampling.report(n, if *observed { n } else { 0 });
@@ -334,14 +389,20 @@ impl Observe for Observers {
             CustomKey::Sampled(observed) => Observation::Sampled(observed),
         });
 
+        // Observers on the protocol: any dataflow, keyed figures out.
+        let context = ObserverContext::new(self.window_ms, self.settings.clone(), Rc::clone(&copy_clock), self.budget);
+        let figures = self.dataflow.iter().map(|o| o.observe(records_for_custom.clone(), &context).map(Observation::Metric));
+        let figures = differential_dataflow::collection::concatenate(scope, figures);
+
         let stats_sink = self.sinks.stats.clone();
         let alerts_sink = self.sinks.alerts.clone();
         let docs = quality
             .concat(delivered)
             .concat(lag)
             .concat(custom)
+            .concat(figures)
             .inner
-            .stats_windows(StatsLayout { window_ms: self.window_ms, fields: self.fields.paths().to_vec(), custom: metric_names(&self.custom), invalid: self.invalid })
+            .stats_windows(StatsLayout { window_ms: self.window_ms, fields: self.fields.paths().to_vec(), custom: metric_names(&self.custom), invalid: self.invalid, specs: protocol::specs(&self.dataflow) })
             .inspect(move |doc| {
                 let _ = stats_sink.send(doc.clone());
             });

@@ -11,12 +11,15 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
+use tidewatch_engine::counts::MetricKey;
+
 use crate::classify::{FieldKind, RecordKind};
+use crate::protocol::{MetricKind, MetricSpec};
 use crate::lag::LagRow;
 use crate::quality::QualityKey;
 
 /// One observation, as a differential update: counts carry their count as the difference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Observation {
     /// Records of a quality key.
     Quality(QualityKey),
@@ -31,6 +34,19 @@ pub enum Observation {
     /// Records offered to the sampled record observers: observed (`true`) or skipped
     /// under the observation budget.
     Sampled(bool),
+    /// A figure of an observer on the protocol ([`crate::protocol`]).
+    Metric(MetricKey),
+}
+
+/// A figure of an observer on the protocol, as a window closed with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// Its key.
+    pub key: MetricKey,
+    /// How windows read it.
+    pub kind: MetricKind,
+    /// Its value in the window (an [`MetricKind::Age`] in seconds).
+    pub value: f64,
 }
 
 /// How many records a sampled branch was offered in a window and how many it observed.
@@ -120,6 +136,14 @@ pub struct StatsDoc {
     /// `observers` of such a branch are over the records it observed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sampling: BTreeMap<String, Sampling>,
+    /// Every figure of the observers on the protocol, by its dotted path
+    /// (`<observer>.<metric>[.<label>.<value>…]`, see [`MetricKey::path`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    /// The same figures with their keys and kinds, for outputs that keep labels apart
+    /// (`/metrics`); not serialized.
+    #[serde(skip)]
+    pub figures: Vec<Figure>,
 }
 
 impl StatsDoc {
@@ -137,6 +161,14 @@ impl StatsDoc {
             "not_object" => Some(self.not_object as f64),
             "tombstones" => Some(self.tombstones as f64),
             other if self.observers.contains_key(other) => self.observers.get(other).map(|v| *v as f64),
+            other if self.metrics.contains_key(other) => self.metrics.get(other).copied(),
+            // `<observer>.<metric>` of a labelled metric: the largest over its labels.
+            other if self.metrics.keys().any(|k| k.starts_with(other) && k[other.len()..].starts_with('.')) => self
+                .metrics
+                .iter()
+                .filter(|(k, _)| k.starts_with(other) && k[other.len()..].starts_with('.'))
+                .map(|(_, v)| *v)
+                .reduce(f64::max),
             other => {
                 if let Some(v) = self.invalid.get(other) {
                     return Some(*v as f64);
@@ -190,6 +222,8 @@ pub struct StatsLayout {
     pub custom: Vec<String>,
     /// What `invalid_<field>` counts.
     pub invalid: InvalidCounting,
+    /// The protocol observers' metrics, by `<observer>.<metric>`.
+    pub specs: BTreeMap<String, MetricSpec>,
 }
 
 /// Folds observations into windows and emits one [`StatsDoc`] per window on worker 0.
@@ -200,6 +234,11 @@ struct WindowFolder {
     /// Full names of the custom observers' metrics, by index.
     custom: Vec<String>,
     invalid: InvalidCounting,
+    /// How each protocol metric is read, by `<observer>.<metric>`.
+    kinds: BTreeMap<String, MetricKind>,
+    /// Level updates (gauges, ages) per epoch, applied to `levels` as windows close.
+    level_updates: BTreeMap<u64, Vec<(MetricKey, i64)>>,
+    levels: BTreeMap<MetricKey, i64>,
     /// Counts per window start.
     counts: BTreeMap<u64, BTreeMap<Observation, i64>>,
     /// Lag updates per epoch, applied to `lag` as windows close.
@@ -216,6 +255,9 @@ impl WindowFolder {
         self.last_time = self.last_time.max(time);
         match observation {
             Observation::Lag(row) => self.lag_updates.entry(time).or_default().push((row, diff as i64)),
+            Observation::Metric(key) if self.kinds.get(&key.name()).is_some_and(|k| *k != MetricKind::Count) => {
+                self.level_updates.entry(time).or_default().push((key, diff as i64));
+            }
             other => {
                 let start = time - time % self.window_ms;
                 *self.counts.entry(start).or_default().entry(other).or_insert(0) += diff as i64;
@@ -228,6 +270,7 @@ impl WindowFolder {
         let end = start + self.window_ms;
         let counts = self.counts.remove(&start).unwrap_or_default();
         let count = |o: Observation| counts.get(&o).copied().unwrap_or(0);
+        let figures = self.figures(&counts, end);
         let record = |k: RecordKind| count(Observation::Quality(QualityKey::Record(k)));
         let all_events: i64 = RecordKind::ALL.iter().map(|k| record(*k)).sum();
         // Records without fields to look at: invalid in every field, as for the reference.
@@ -321,6 +364,8 @@ impl WindowFolder {
                 }
                 samples
             },
+            metrics: figures.iter().map(|f| (f.key.path(), f.value)).collect(),
+            figures,
             sampling: {
                 let (observed, skipped) = (count(Observation::Sampled(true)), count(Observation::Sampled(false)));
                 let seen = observed + skipped;
@@ -332,6 +377,38 @@ impl WindowFolder {
                 sampling
             },
         }
+    }
+}
+
+impl WindowFolder {
+    /// The protocol figures of the window ending at `end`: its counts, and the levels
+    /// after every update before its end.
+    fn figures(&mut self, counts: &BTreeMap<Observation, i64>, end: u64) -> Vec<Figure> {
+        let later = self.level_updates.split_off(&end);
+        for (key, diff) in std::mem::replace(&mut self.level_updates, later).into_values().flatten() {
+            let level = self.levels.entry(key.clone()).or_insert(0);
+            *level += diff;
+            if *level == 0 {
+                self.levels.remove(&key);
+            }
+        }
+        let mut figures: Vec<Figure> = counts
+            .iter()
+            .filter_map(|(o, n)| match o {
+                Observation::Metric(key) => Some(Figure { key: key.clone(), kind: MetricKind::Count, value: *n as f64 }),
+                _ => None,
+            })
+            .collect();
+        let end_ms = i64::try_from(end).unwrap_or(i64::MAX);
+        for (key, level) in &self.levels {
+            let kind = self.kinds.get(&key.name()).copied().unwrap_or(MetricKind::Gauge);
+            let value = match kind {
+                MetricKind::Age => (end_ms - level).max(0) as f64 / 1000.0,
+                _ => *level as f64,
+            };
+            figures.push(Figure { key: key.clone(), kind, value });
+        }
+        figures
     }
 }
 
@@ -362,7 +439,7 @@ pub trait StatsWindows<'scope> {
 
 impl<'scope> StatsWindows<'scope> for Stream<'scope, u64, Vec<(Observation, u64, isize)>> {
     fn stats_windows(self, layout: StatsLayout) -> Stream<'scope, u64, Vec<StatsDoc>> {
-        let StatsLayout { window_ms, fields, custom, invalid } = layout;
+        let StatsLayout { window_ms, fields, custom, invalid, specs } = layout;
         let window_ms = window_ms.max(1);
         let worker = self.scope().index();
         self.unary_frontier::<CapacityContainerBuilder<Vec<StatsDoc>>, _, _, _>(
@@ -375,6 +452,9 @@ impl<'scope> StatsWindows<'scope> for Stream<'scope, u64, Vec<(Observation, u64,
                     fields,
                     custom,
                     invalid,
+                    kinds: specs.into_iter().map(|(name, spec)| (name, spec.kind)).collect(),
+                    level_updates: BTreeMap::new(),
+                    levels: BTreeMap::new(),
                     counts: BTreeMap::new(),
                     lag_updates: BTreeMap::new(),
                     lag: BTreeMap::new(),

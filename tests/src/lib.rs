@@ -19,6 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tidewatch_engine::Record;
 
 pub mod faults;
+pub mod observed;
 
 /// The bootstrap servers of the real broker: `TIDEWATCH_KAFKA` or the script's default.
 pub fn real_brokers() -> String {

@@ -1,0 +1,88 @@
+//! Freshness: per partition, how old the newest record is at each window's end — by its
+//! `event_time` field (`freshness.event_time_age_seconds`) and by its Kafka timestamp
+//! (`freshness.record_age_seconds`). A partition that stops receiving records ages as
+//! windows pass. The newest `event_time` is read from the records the observation
+//! budget lets it see (`observe.budget`); the newest Kafka timestamp from every record.
+//!
+//! Setting: `freshness.field` (default `event_time`), a top-level RFC 3339 string.
+
+use std::collections::BTreeMap;
+
+use differential_dataflow::VecCollection;
+use tidewatch_engine::counts::{CountKeys, MetricKey};
+use tidewatch_engine::{Record, RecordStream};
+
+use crate::protocol::{top_level_str, DataflowObserver, MetricKind, MetricSpec, ObserverContext};
+
+/// The freshness observer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Freshness;
+
+const NAME: &str = "freshness";
+
+/// Newest times (ms) seen in one epoch, per partition: (Kafka timestamp, event time).
+type Newest = BTreeMap<i32, (Option<i64>, Option<i64>)>;
+
+impl DataflowObserver for Freshness {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn metrics(&self) -> Vec<MetricSpec> {
+        vec![
+            MetricSpec::new("event_time_age_seconds", MetricKind::Age, &["partition"], "Window end minus the newest event time read, per partition"),
+            MetricSpec::new("record_age_seconds", MetricKind::Age, &["partition"], "Window end minus the newest record timestamp, per partition"),
+        ]
+    }
+
+    fn observe<'scope>(&self, records: RecordStream<'scope>, context: &ObserverContext) -> VecCollection<'scope, u64, MetricKey, isize> {
+        let field = context.setting(NAME, "field", "event_time");
+        let mut sampler = context.sampler();
+        // The levels reported so far, per partition (each partition is read by one worker).
+        let mut reported: BTreeMap<(i32, bool), i64> = BTreeMap::new();
+        let mut last_epoch = None;
+        records.count_core(
+            "Freshness",
+            Newest::new,
+            move |newest, epoch, batch: &mut Vec<Record>| {
+                if last_epoch.replace(epoch).is_some_and(|e| e != epoch) {
+                    sampler.next_epoch();
+                }
+                for record in batch.iter() {
+                    let slot = newest.entry(record.partition).or_default();
+                    slot.0 = slot.0.max(record.timestamp);
+                }
+                sampler.timed(|sampler| {
+                    for record in batch.iter() {
+                        if !sampler.take() {
+                            continue;
+                        }
+                        let event = record.value.as_deref().and_then(|v| top_level_str(v, &field)).and_then(|t| parse_ms(&t));
+                        if let (Some(event), Some(slot)) = (event, newest.get_mut(&record.partition)) {
+                            slot.1 = slot.1.max(Some(event));
+                        }
+                    }
+                });
+            },
+            move |newest, tally| {
+                for (partition, (record_ms, event_ms)) in newest {
+                    for (is_event, at) in [(false, record_ms), (true, event_ms)] {
+                        let Some(at) = at else { continue };
+                        let level = reported.entry((partition, is_event)).or_insert(0);
+                        if at > *level {
+                            // An Age level moves by its change: the newest time seen so far.
+                            let metric = if is_event { "event_time_age_seconds" } else { "record_age_seconds" };
+                            tally.add(MetricKey::new(NAME, metric).label("partition", partition), isize::try_from(at - *level).unwrap_or(0));
+                            *level = at;
+                        }
+                    }
+                }
+            },
+        )
+    }
+}
+
+/// An RFC 3339 time in ms since the Unix epoch.
+fn parse_ms(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
+}

@@ -34,9 +34,9 @@ pub struct Observed {
     pub indexed_index: String,
 }
 
-/// Copies `records` (produced to a fresh 2-partition topic) with `observe`, 2 workers,
-/// windows of 500 ms, shipping to OpenSearch and serving `/metrics`; stops once every
-/// record is in a closed window and one more window has passed.
+/// Copies `records` (produced to a fresh 2-partition topic) with `observe` (its window a
+/// multiple of 100 ms), 2 workers, shipping to OpenSearch and serving `/metrics`; stops
+/// once every record is in a closed window and two more windows have passed.
 pub fn run_observed_outputs(brokers: &str, records: &[Record], observe: ObserveConfig) -> anyhow::Result<Observed> {
     require_broker(brokers)?;
     let url = opensearch_url();
@@ -52,7 +52,7 @@ pub fn run_observed_outputs(brokers: &str, records: &[Record], observe: ObserveC
     let file = FileConfig {
         job: JobConfig { input_topic: input, output_topic: output, group_id: unique_topic("observed"), epoch_interval: Duration::from_millis(100), ..JobConfig::default() },
         kafka,
-        observe: ObserveConfig { window: Duration::from_millis(500), ..observe },
+        observe,
         output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: format!("127.0.0.1:{port}") },
         opensearch: OpenSearchConfig { url: url.clone(), stats_index: stats_index.clone(), alerts_index: unique_topic("observed-alerts").to_lowercase(), ..OpenSearchConfig::default() },
         profile: Default::default(),
@@ -75,7 +75,7 @@ pub fn run_observed_outputs(brokers: &str, records: &[Record], observe: ObserveC
 
 /// Waits until the closed windows of `stats` hold `records` records and two more windows closed.
 fn wait_for_windows(stats: &Path, records: i64) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(90);
     let mut after = None;
     loop {
         let docs: Vec<StatsDoc> = read_ndjson(stats).unwrap_or_default();
@@ -86,7 +86,7 @@ fn wait_for_windows(stats: &Path, records: i64) -> anyhow::Result<()> {
         if after.is_some_and(|n| docs.len() >= n + 2) {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "after 60 s the windows hold {seen} of {records} records");
+        anyhow::ensure!(Instant::now() < deadline, "after 90 s the windows hold {seen} of {records} records");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

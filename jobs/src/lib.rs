@@ -1,6 +1,7 @@
 //! The tidewatch jobs: the observer job, the visits generator and the demo, as a library
 //! so benchmarks and integration tests drive the same code as the `tidewatch` binary.
 
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod health;

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use tidewatch_engine::{run_job, Cluster, JobControl, RunSummary};
 use tidewatch_operators::custom::ObserverFactory;
 use tidewatch_operators::observers::{ObserverMetrics, ObserverPlan};
+use tidewatch_operators::protocol::DataflowObserver;
 
 use crate::config::FileConfig;
 use crate::outputs::{Latest, Outputs};
@@ -41,24 +42,48 @@ pub fn run_observed_watching(
     run_observed_core(file, cluster, control, observer_metrics, Vec::new(), watch)
 }
 
-/// [`run_observed_watching`], with record observers of your own beside the built-in ones
-/// (their metrics join the stats documents, `/metrics` and the alert rules).
+/// Observers of your own, run beside the built-in ones: their figures join the stats
+/// documents, `/metrics`, OpenSearch and the alert rules.
+#[derive(Default, Clone)]
+pub struct Own {
+    /// Record observers ([`tidewatch_operators::custom`]).
+    pub record: Vec<Arc<dyn ObserverFactory>>,
+    /// Observers on the observation protocol ([`tidewatch_operators::protocol`]).
+    pub dataflow: Vec<Arc<dyn DataflowObserver>>,
+}
+
+impl std::fmt::Debug for Own {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dataflow: Vec<&str> = self.dataflow.iter().map(|o| o.name()).collect();
+        let record: Vec<&str> = self.record.iter().map(|o| o.name()).collect();
+        f.debug_struct("Own").field("record", &record).field("dataflow", &dataflow).finish()
+    }
+}
+
+impl From<Vec<Arc<dyn ObserverFactory>>> for Own {
+    fn from(record: Vec<Arc<dyn ObserverFactory>>) -> Own {
+        Own { record, dataflow: Vec::new() }
+    }
+}
+
+/// [`run_observed_watching`], with observers of your own beside the built-in ones.
 pub fn run_observed_core(
     file: FileConfig,
     cluster: &Cluster,
     control: Arc<JobControl>,
     observer_metrics: Arc<ObserverMetrics>,
-    own: Vec<Arc<dyn ObserverFactory>>,
+    own: impl Into<Own>,
     watch: impl FnOnce(Arc<Mutex<Latest>>),
 ) -> anyhow::Result<RunSummary> {
+    let own: Own = own.into();
     let FileConfig { job, kafka, observe, output, opensearch, profile } = file;
     // Check everything before anything starts (files, ports).
     job.validate()?;
     kafka.consumer_config(&job.group_id)?;
     kafka.producer_config()?;
-    let plan = own
-        .into_iter()
-        .fold(ObserverPlan::new(&observe, job.epoch_interval)?.with_profile(&profile, job.epoch_interval)?, ObserverPlan::with_observer);
+    let plan = ObserverPlan::new(&observe, job.epoch_interval)?.with_profile(&profile, job.epoch_interval)?;
+    let plan = own.record.into_iter().fold(plan, ObserverPlan::with_observer);
+    let plan = own.dataflow.into_iter().fold(plan, ObserverPlan::with_dataflow_observer);
     // Profiles are assembled on worker 0, which runs in process 0.
     let profiles = if plan.profiles() && cluster.process == 0 { Some(ProfileWriter::start(&profile.dir, &opensearch)?) } else { None };
     let outputs = Outputs::start(&output, &opensearch, &job.input_topic, cluster.process, Arc::clone(&control), Arc::clone(&observer_metrics))?;

@@ -271,13 +271,19 @@ pub fn assert_copied_exactly(input: &[Record], output: &BTreeMap<i32, Vec<Record
 
 /// The `tidewatch` binary of this build, built first if needed.
 pub fn tidewatch_bin() -> anyhow::Result<std::path::PathBuf> {
+    workspace_bin("tidewatch-jobs", "tidewatch")
+}
+
+/// The binary `bin` of the workspace's package `package`, built first if needed.
+pub fn workspace_bin(package: &str, bin: &str) -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe()?;
     let profile_dir = exe.parent().and_then(std::path::Path::parent).context("test binary has no profile directory")?;
-    let bin = profile_dir.join("tidewatch");
+    let name = bin;
+    let bin = profile_dir.join(name);
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut build = std::process::Command::new(cargo);
-    build.args(["build", "-q", "-p", "tidewatch-jobs", "--bin", "tidewatch"]);
+    build.args(["build", "-q", "-p", package, "--bin", name]);
     if release {
         build.arg("--release");
     }
@@ -361,12 +367,16 @@ pub fn opensearch_docs(url: &str, index: &str, sort_field: &str) -> anyhow::Resu
 /// machine (a host file of free ports, `-n -p -h`), process `p` writing its outputs to
 /// `dir/p<p>` and serving no metrics; waits for all and fails if any fails.
 pub fn run_processes(dir: &std::path::Path, processes: usize, workers: usize, args: &[&str]) -> anyhow::Result<()> {
-    let bin = tidewatch_bin()?;
+    run_processes_of(&tidewatch_bin()?, dir, processes, workers, args)
+}
+
+/// [`run_processes`] with the binary `bin` (a job of your own with tidewatch's command line).
+pub fn run_processes_of(bin: &std::path::Path, dir: &std::path::Path, processes: usize, workers: usize, args: &[&str]) -> anyhow::Result<()> {
     let hostfile = dir.join("hosts");
     std::fs::write(&hostfile, free_ports(processes)?.iter().map(|p| format!("127.0.0.1:{p}\n")).collect::<String>())?;
     let children: Vec<_> = (0..processes)
         .map(|p| {
-            std::process::Command::new(&bin)
+            std::process::Command::new(bin)
                 .arg("run")
                 .args(args)
                 .args(["--metrics-addr", "", "--out"])

@@ -2,6 +2,7 @@
 //! the watermark monitor. The only module of tidewatch that holds rdkafka handles.
 
 pub mod commit;
+pub mod context;
 pub mod flow;
 pub(crate) mod native;
 pub mod plan;
@@ -13,6 +14,7 @@ pub mod watermarks;
 pub use flow::FlowGate;
 pub use plan::TopicPlan;
 pub use sink::{Delivered, KafkaSink};
+pub use context::QuietEofContext;
 pub use source::{KafkaSource, PartitionProgress, ProgressStream, SourceHandle};
 
 /// A callback for librdkafka's "queue turned non-empty" hooks that schedules the operator

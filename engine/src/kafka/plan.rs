@@ -12,7 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{JobConfig, KafkaConfig, StartFrom};
 use crate::error::{EngineError, Result};
-use crate::kafka::source::QuietEofContext;
+use crate::kafka::context::QuietEofContext;
 
 /// How long a metadata, committed-offset or watermark request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

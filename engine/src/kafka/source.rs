@@ -12,10 +12,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
@@ -34,6 +33,7 @@ use crate::budget::CopyClock;
 use crate::kafka::flow::FlowGate;
 use crate::kafka::native::{cached_high_watermark, Queue};
 use crate::kafka::plan::TopicPlan;
+use crate::kafka::context::QuietEofContext;
 use crate::kafka::stats::{ClientRole, StatsReporter};
 use crate::kafka::waker;
 use crate::record::{Record, RecordStream};
@@ -49,41 +49,6 @@ const FETCH_BATCH: usize = 1024;
 const IDLE_WAKE: Duration = Duration::from_millis(100);
 /// Events of the consumer's own queue (errors, commit results, statistics) served per activation.
 const MAX_EVENTS: usize = 16;
-
-/// Context of the engine's consumers: end-of-partition events are expected (the
-/// source asks for them), every other client-level error is logged with its reason.
-/// A source's consumer also hands its librdkafka statistics to the process's board.
-#[derive(Debug, Default, Clone)]
-pub struct QuietEofContext {
-    stats: Option<StatsReporter>,
-}
-
-impl QuietEofContext {
-    /// A context whose statistics go to `reporter`.
-    pub fn with_stats(reporter: StatsReporter) -> QuietEofContext {
-        QuietEofContext { stats: Some(reporter) }
-    }
-}
-
-impl ClientContext for QuietEofContext {
-    fn stats_raw(&self, statistics: &[u8]) {
-        if let Some(reporter) = &self.stats {
-            reporter.report_json(statistics);
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        match &error {
-            KafkaError::PartitionEOF(_) => tracing::trace!(%reason, "end of partition"),
-            KafkaError::Global(code) if *code == rdkafka::types::RDKafkaErrorCode::PartitionEOF => {
-                tracing::trace!(%reason, "end of partition")
-            }
-            _ => tracing::warn!(%error, %reason, "Kafka client error"),
-        }
-    }
-}
-
-impl ConsumerContext for QuietEofContext {}
 
 /// The consumer of one worker and the positions it has reached, shared by the source
 /// and the commit operator of that worker.
@@ -187,6 +152,8 @@ pub struct PartitionProgress {
 pub type ProgressStream<'scope> = Stream<'scope, u64, Vec<((i32, PartitionProgress), u64, isize)>>;
 
 type RecordSession<'a, 'b> = OutputBuilderSession<'a, u64, CapacityContainerBuilder<Vec<Record>>>;
+/// A session of the record output at one capability.
+type Session<'a, 'b> = timely::dataflow::operators::generic::Session<'a, 'b, u64, CapacityContainerBuilder<Vec<Record>>, Capability<u64>>;
 type ProgressSession<'a> = OutputBuilderSession<'a, u64, CapacityContainerBuilder<Vec<((i32, PartitionProgress), u64, isize)>>>;
 
 /// A source operator with two outputs, records and progress, as timely's `source` has one.
@@ -333,6 +300,18 @@ struct Read {
 }
 
 impl Read {
+    /// Adds what was read to the process's counters.
+    fn count(&self, metrics: &JobMetrics) {
+        JobMetrics::add(&metrics.source_reads, 1);
+        if self.drained {
+            JobMetrics::add(&metrics.source_empty_reads, 1);
+        }
+        if self.records > 0 {
+            JobMetrics::add(&metrics.records_in, self.records as u64);
+            JobMetrics::add(&metrics.bytes_in, self.bytes as u64);
+        }
+    }
+
     /// Advances the record's partition past it and counts it, before it is emitted.
     fn record(&mut self, state: &mut SourceState, record: &Record) {
         if let Some(cursor) = state.cursor(record.partition) {
@@ -355,8 +334,9 @@ impl KafkaSource {
     /// Creates `KafkaSource(<topic>)` in `scope`: this worker's consumer, assigned its
     /// partitions ([`partitions_for_worker`]) at the plan's start offsets, and an operator
     /// that emits every record it polls at the current epoch, downgrading its capability
-    /// once per epoch. It stops when the job's stop flag is set, or, with `until_end`,
-    /// when its partitions reach the plan's end offsets.
+    /// once per epoch, and where its partitions stand at each epoch close on its second
+    /// output. It stops when the job's stop flag is set, or, with `until_end`, when its
+    /// partitions reach the plan's end offsets.
     pub fn build<'scope>(
         scope: Scope<'scope, u64>,
         plan: &TopicPlan,
@@ -364,16 +344,56 @@ impl KafkaSource {
         kafka: &KafkaConfig,
         control: Arc<JobControl>,
     ) -> Result<(RecordStream<'scope>, ProgressStream<'scope>, Rc<SourceHandle>)> {
-        let worker = scope.index();
-        let mine = partitions_for_worker(&plan.partitions, worker, scope.peers());
+        let assigned = Assigned::new(plan, job, kafka, &control, scope.index(), scope.peers())?;
+        let pace = Pace { epoch_ms: job.epoch_ms(), until_end: job.until_end };
+        let max_in_flight = job.max_in_flight;
+        let name = format!("KafkaSource({})", plan.topic);
+        // The operator's constructor runs inside `source_with_progress`, and hands the shared handle out through here.
+        let shared: Rc<OnceCell<Rc<SourceHandle>>> = Rc::new(OnceCell::new());
+        let shared_out = Rc::clone(&shared);
+        let (stream, progress) = source_with_progress(scope, &name, move |capability, progress_capability, info| {
+            let activator = scope.activator_for(Rc::clone(&info.address));
+            // Event-driven: librdkafka wakes the worker when the partitions' queue (records)
+            // or the consumer's queue (errors, commit results) turns non-empty, so an idle
+            // source neither spins nor sleeps past new data.
+            let wake = || waker(scope.worker().sync_activator_for(info.address.to_vec()));
+            let handle = Rc::new(assigned.into_handle(wake(), wake(), max_in_flight));
+            handle.flow.set_source(activator.clone());
+            let _ = shared.set(Rc::clone(&handle));
+            reader(handle, (capability, progress_capability), activator, control, pace)
+        });
+        let handle = shared_out
+            .get()
+            .map(Rc::clone)
+            .ok_or_else(|| EngineError::Runtime("the source operator was not constructed".to_owned()))?;
+        Ok((stream, progress, handle))
+    }
+}
+
+/// A worker's consumer, assigned its partitions, before its operator runs.
+struct Assigned {
+    consumer: BaseConsumer<QuietEofContext>,
+    fetch: Queue,
+    partition_queues: Vec<Queue>,
+    state: SourceState,
+    topic: String,
+    topic_c: std::ffi::CString,
+    brokers: String,
+    worker: usize,
+}
+
+impl Assigned {
+    /// Creates the consumer of `worker` (of `peers`) and assigns it its partitions at the
+    /// plan's start offsets; they feed one queue of the worker's (a forward librdkafka
+    /// keeps across the assignment), drained in batches, while the consumer's own queue
+    /// keeps the events.
+    fn new(plan: &TopicPlan, job: &JobConfig, kafka: &KafkaConfig, control: &JobControl, worker: usize, peers: usize) -> Result<Assigned> {
+        let mine = partitions_for_worker(&plan.partitions, worker, peers);
         let brokers = kafka.brokers().to_owned();
+        let reporter = StatsReporter::new(Arc::clone(&control.metrics.clients), ClientRole::Consumer, worker);
         let consumer: BaseConsumer<QuietEofContext> = kafka
             .consumer_config(&job.group_id)?
-            .create_with_context(QuietEofContext::with_stats(StatsReporter::new(
-                Arc::clone(&control.metrics.clients),
-                ClientRole::Consumer,
-                worker,
-            )))
+            .create_with_context(QuietEofContext::with_stats(reporter))
             .map_err(|e| EngineError::kafka(&brokers, "creating the source consumer", e))?;
         let mut assignment = TopicPartitionList::new();
         let mut cursors = Vec::with_capacity(mine.len());
@@ -385,8 +405,6 @@ impl KafkaSource {
             let end = plan.end.get(p).copied().unwrap_or(i64::MAX);
             cursors.push(Cursor { partition: *p, position: start, end, at_eof: false, newest: None });
         }
-        // The partitions feed one queue of this worker's (a forward librdkafka keeps across
-        // the assignment), drained in batches; the consumer's queue keeps the events.
         let no_queue = || EngineError::Runtime(format!("librdkafka gave no queue for {}", plan.topic));
         let fetch = Queue::new(consumer.client()).ok_or_else(no_queue)?;
         let partition_queues = mine
@@ -403,155 +421,159 @@ impl KafkaSource {
         tracing::info!(worker, topic = %plan.topic, partitions = ?mine, "source assigned");
         let state = SourceState::new(cursors);
         control.metrics.set_positions(state.positions());
-
-        let epoch_ms = job.epoch_ms();
-        let until_end = job.until_end;
-        let max_in_flight = job.max_in_flight;
-        let name = format!("KafkaSource({})", plan.topic);
-        let topic = plan.topic.clone();
-        // The operator's constructor runs inside `source`, and hands the shared handle out through here.
-        let shared: Rc<OnceCell<Rc<SourceHandle>>> = Rc::new(OnceCell::new());
-        let shared_out = Rc::clone(&shared);
-
         let topic_c = std::ffi::CString::new(plan.topic.as_str()).map_err(|_| EngineError::Runtime(format!("topic name {:?} holds a NUL byte", plan.topic)))?;
-        let (stream, progress) = source_with_progress(scope, &name, move |capability, progress_capability, info| {
-            let activator = scope.activator_for(Rc::clone(&info.address));
-            // Event-driven: librdkafka wakes the worker when the partitions' queue (records)
-            // or the consumer's queue (errors, commit results) turns non-empty, so an idle
-            // source neither spins nor sleeps past new data.
-            let mut consumer = consumer;
-            let mut fetch = fetch;
-            fetch.wake_on_nonempty(waker(scope.worker().sync_activator_for(info.address.to_vec())));
-            consumer.set_nonempty_callback(waker(scope.worker().sync_activator_for(info.address.to_vec())));
-            let handle = Rc::new(SourceHandle {
-                fetch,
-                _partition_queues: partition_queues,
-                consumer: Arc::new(consumer),
-                flow: Rc::new(FlowGate::new(max_in_flight)),
-                copy_clock: Rc::new(CopyClock::default()),
-                topic,
-                topic_c,
-                brokers,
-                worker,
-                state: RefCell::new(state),
-            });
-            handle.flow.set_source(activator.clone());
-            let _ = shared.set(Rc::clone(&handle));
-            let keep_alive: Arc<dyn Send + Sync> = Arc::clone(&handle.consumer) as Arc<dyn Send + Sync>;
-            let mut capability = Some((capability, progress_capability));
-            let mut last_warning: Option<Instant> = None;
-            move |output, progress| {
-                let Some((cap, progress_cap)) = capability.as_mut() else { return };
-                let now_ms = now_ms();
-                let now = epoch_of(now_ms, epoch_ms);
-                if now > *cap.time() {
-                    // Time 0 is the capability's initial placeholder, not an epoch that ran.
-                    if *cap.time() > 0 {
-                        handle.close_epoch(*cap.time(), &control.metrics, progress, progress_cap);
-                    }
-                    cap.downgrade(&now);
-                    progress_cap.downgrade(&now);
-                }
-                if control.stop_requested() || (until_end && handle.reached_end()) {
-                    handle.close_epoch(*cap.time(), &control.metrics, progress, progress_cap);
-                    handle.state.borrow_mut().finished = true;
-                    tracing::info!(worker = handle.worker, positions = ?handle.positions(), "source finished");
-                    capability = None;
-                    return;
-                }
+        Ok(Assigned { consumer, fetch, partition_queues, state, topic: plan.topic.clone(), topic_c, brokers, worker })
+    }
 
-                // Idle until woken (by the sink's flow gate, or the queues' callbacks for
-                // data), and at the latest for the next epoch or a stop request.
-                let sleep = || {
-                    let to_next_epoch = (now + epoch_ms).saturating_sub(now_ms).max(1);
-                    activator.activate_after(Duration::from_millis(to_next_epoch).min(IDLE_WAKE));
-                };
-                if !handle.flow.may_read() {
-                    JobMetrics::add(&control.metrics.source_gated, 1);
-                    // The sink wakes us once half of its records in flight are acknowledged.
-                    sleep();
-                    return;
+    /// The handle, with librdkafka's wake-ups of the fetch queue and of the consumer's queue.
+    fn into_handle(self, wake_fetch: impl Fn() + Send + Sync + 'static, wake_events: impl Fn() + Send + Sync + 'static, max_in_flight: usize) -> SourceHandle {
+        let Assigned { mut consumer, mut fetch, partition_queues, state, topic, topic_c, brokers, worker } = self;
+        fetch.wake_on_nonempty(wake_fetch);
+        consumer.set_nonempty_callback(wake_events);
+        SourceHandle {
+            fetch,
+            _partition_queues: partition_queues,
+            consumer: Arc::new(consumer),
+            flow: Rc::new(FlowGate::new(max_in_flight)),
+            copy_clock: Rc::new(CopyClock::default()),
+            topic,
+            topic_c,
+            brokers,
+            worker,
+            state: RefCell::new(state),
+        }
+    }
+}
+
+/// When a source closes its epochs and stops.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    epoch_ms: u64,
+    until_end: bool,
+}
+
+/// The source operator's logic: at each activation, closes the epochs that passed, stops
+/// when asked (or at the end), and otherwise reads what the queues hold unless the flow
+/// gate is closed, then sleeps until woken.
+fn reader(
+    handle: Rc<SourceHandle>,
+    capabilities: (Capability<u64>, Capability<u64>),
+    activator: timely::scheduling::Activator,
+    control: Arc<JobControl>,
+    pace: Pace,
+) -> impl FnMut(&mut RecordSession<'_, '_>, &mut ProgressSession<'_>) + 'static {
+    let keep_alive: Arc<dyn Send + Sync> = Arc::clone(&handle.consumer) as Arc<dyn Send + Sync>;
+    let mut capability = Some(capabilities);
+    let mut warnings = Warnings::default();
+    move |output, progress| {
+        let Some((cap, progress_cap)) = capability.as_mut() else { return };
+        let now_ms = now_ms();
+        let now = epoch_of(now_ms, pace.epoch_ms);
+        if now > *cap.time() {
+            // Time 0 is the capability's initial placeholder, not an epoch that ran.
+            if *cap.time() > 0 {
+                handle.close_epoch(*cap.time(), &control.metrics, progress, progress_cap);
+            }
+            cap.downgrade(&now);
+            progress_cap.downgrade(&now);
+        }
+        if control.stop_requested() || (pace.until_end && handle.reached_end()) {
+            handle.close_epoch(*cap.time(), &control.metrics, progress, progress_cap);
+            handle.state.borrow_mut().finished = true;
+            tracing::info!(worker = handle.worker, positions = ?handle.positions(), "source finished");
+            capability = None;
+            return;
+        }
+        // Idle until woken (by the sink's flow gate, or the queues' callbacks for data),
+        // and at the latest for the next epoch or a stop request.
+        let sleep = || {
+            let to_next_epoch = (now + pace.epoch_ms).saturating_sub(now_ms).max(1);
+            activator.activate_after(Duration::from_millis(to_next_epoch).min(IDLE_WAKE));
+        };
+        if !handle.flow.may_read() {
+            JobMetrics::add(&control.metrics.source_gated, 1);
+            // The sink wakes us once half of its records in flight are acknowledged.
+            sleep();
+            return;
+        }
+        let started = Instant::now();
+        let read = handle.read(&mut output.session(&*cap), &keep_alive, &mut warnings);
+        handle.copy_clock.charge(started.elapsed());
+        read.count(&control.metrics);
+        if read.drained {
+            // Nothing left: the queues' callbacks wake us for data.
+            sleep();
+        } else {
+            activator.activate();
+        }
+    }
+}
+
+/// Consumer errors, logged at most every 5 s (transient: librdkafka reconnects and refetches by itself).
+#[derive(Debug, Default)]
+struct Warnings {
+    last: Option<Instant>,
+}
+
+impl Warnings {
+    fn warn(&mut self, handle: &SourceHandle, error: &dyn std::fmt::Display) {
+        if self.last.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+            tracing::warn!(worker = handle.worker, topic = %handle.topic, %error, "consumer error; retrying");
+            self.last = Some(Instant::now());
+        }
+    }
+}
+
+impl SourceHandle {
+    /// Reads what the consumer's queue and the partitions' queue hold (at most
+    /// `MAX_BATCH` records or `MAX_POLL`), giving each record to `session`.
+    fn read(&self, session: &mut Session<'_, '_>, keep_alive: &Arc<dyn Send + Sync>, warnings: &mut Warnings) -> Read {
+        let started = Instant::now();
+        let mut read = Read::default();
+        let mut state = self.state.borrow_mut();
+        // The consumer's own queue: events, and records only if librdkafka ever delivers
+        // one there rather than to the partitions' queue.
+        for _ in 0..MAX_EVENTS {
+            match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(message)) => {
+                    let record = Record::from_message(&message);
+                    read.record(&mut state, &record);
+                    session.give(record);
                 }
-                let mut warn = |error: &dyn std::fmt::Display| {
-                    // Transient: librdkafka reconnects and refetches by itself.
-                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
-                        tracing::warn!(worker = handle.worker, topic = %handle.topic, %error, "consumer error; retrying");
-                        last_warning = Some(Instant::now());
-                    }
-                };
-                let started = Instant::now();
-                let mut read = Read::default();
-                {
-                    let mut session = output.session(&*cap);
-                    let mut state = handle.state.borrow_mut();
-                    // The consumer's own queue: events, and records only if librdkafka ever
-                    // delivers one there rather than to the partitions' queue.
-                    for _ in 0..MAX_EVENTS {
-                        match handle.consumer.poll(Duration::ZERO) {
-                            None => break,
-                            Some(Ok(message)) => {
-                                let record = Record::from_message(&message);
-                                read.record(&mut state, &record);
-                                session.give(record);
-                            }
-                            Some(Err(KafkaError::PartitionEOF(p))) => state.cursor(p).into_iter().for_each(|c| c.at_eof = true),
-                            Some(Err(error)) => warn(&error),
-                        }
-                    }
-                    let fetch = &handle.fetch;
-                    while read.records < MAX_BATCH {
-                        let Some(batch) = fetch.consume_batch(FETCH_BATCH, &keep_alive) else {
-                            read.drained = true;
-                            break;
+                Some(Err(KafkaError::PartitionEOF(p))) => state.cursor(p).into_iter().for_each(|c| c.at_eof = true),
+                Some(Err(error)) => warnings.warn(self, &error),
+            }
+        }
+        while read.records < MAX_BATCH {
+            let Some(batch) = self.fetch.consume_batch(FETCH_BATCH, keep_alive) else {
+                read.drained = true;
+                break;
+            };
+            let batch = Bytes::share(batch);
+            for i in 0..batch.batch().len() {
+                let Some(message) = batch.batch().get(i) else { continue };
+                match message.error() {
+                    None => {
+                        let record = Record {
+                            partition: message.partition(),
+                            offset: message.offset(),
+                            timestamp: message.timestamp(),
+                            key: batch.key(i),
+                            value: batch.value(i),
+                            headers: message.headers(),
                         };
-                        let batch = Bytes::share(batch);
-                        for i in 0..batch.batch().len() {
-                            let Some(message) = batch.batch().get(i) else { continue };
-                            match message.error() {
-                                None => {
-                                    let record = Record {
-                                        partition: message.partition(),
-                                        offset: message.offset(),
-                                        timestamp: message.timestamp(),
-                                        key: batch.key(i),
-                                        value: batch.value(i),
-                                        headers: message.headers(),
-                                    };
-                                    read.record(&mut state, &record);
-                                    session.give(record);
-                                }
-                                Some(RDKafkaErrorCode::PartitionEOF) => {
-                                    state.cursor(message.partition()).into_iter().for_each(|c| c.at_eof = true);
-                                }
-                                Some(code) => warn(&code),
-                            }
-                        }
-                        if started.elapsed() > MAX_POLL {
-                            break;
-                        }
+                        read.record(&mut state, &record);
+                        session.give(record);
                     }
-                }
-                handle.copy_clock.charge(started.elapsed());
-                JobMetrics::add(&control.metrics.source_reads, 1);
-                if read.drained {
-                    JobMetrics::add(&control.metrics.source_empty_reads, 1);
-                }
-                if read.records > 0 {
-                    JobMetrics::add(&control.metrics.records_in, read.records as u64);
-                    JobMetrics::add(&control.metrics.bytes_in, read.bytes as u64);
-                }
-                if read.drained {
-                    // Nothing left: the queues' callbacks wake us for data.
-                    sleep();
-                } else {
-                    activator.activate();
+                    Some(RDKafkaErrorCode::PartitionEOF) => state.cursor(message.partition()).into_iter().for_each(|c| c.at_eof = true),
+                    Some(code) => warnings.warn(self, &code),
                 }
             }
-        });
-        let handle = shared_out
-            .get()
-            .map(Rc::clone)
-            .ok_or_else(|| EngineError::Runtime("the source operator was not constructed".to_owned()))?;
-        Ok((stream, progress, handle))
+            if started.elapsed() > MAX_POLL {
+                break;
+            }
+        }
+        read
     }
 }

@@ -68,6 +68,9 @@ impl WatermarkFeed {
     }
 }
 
+/// Differential updates `((partition, high), epoch, ±1)` of the input's high watermarks.
+pub type WatermarkStream<'scope> = Stream<'scope, u64, Vec<((i32, i64), u64, isize)>>;
+
 /// The monitor's watermarks as differential updates `((partition, high), epoch, ±1)`,
 /// emitted on worker 0 (every process's monitor sees every partition), each round at the
 /// epoch at whose end it was fetched, so it pairs with the positions the sources log at
@@ -75,7 +78,7 @@ impl WatermarkFeed {
 /// takes milliseconds), but never more than `slack` behind the sources' `progress`, so
 /// an unreachable broker delays lag, not the stats; it sleeps until the monitor wakes
 /// it, and ends when the sources' progress ends or the monitor stops.
-pub fn watermark_stream<'scope>(progress: &ProgressStream<'scope>, feed: &Arc<WatermarkFeed>, epoch_ms: u64) -> Stream<'scope, u64, Vec<((i32, i64), u64, isize)>> {
+pub fn watermark_stream<'scope>(progress: &ProgressStream<'scope>, feed: &Arc<WatermarkFeed>, epoch_ms: u64) -> WatermarkStream<'scope> {
     let feed = Arc::clone(feed);
     let emits = progress.scope().index() == 0;
     let worker = progress.scope().worker().clone();

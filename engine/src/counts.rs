@@ -297,3 +297,108 @@ impl<'scope, D: 'static> CountKeys<'scope, D> for Stream<'scope, u64, Vec<D>> {
         .as_collection()
     }
 }
+
+/// Consolidates keyed counts in an arrangement whose trace is compacted as the frontier
+/// passes, so it holds about one update per key and live epoch however long the job
+/// runs; `held(n)` hears how many updates it holds after each change. Returns the
+/// consolidated counts.
+pub fn arrange_compacted<'scope, K>(counts: VecCollection<'scope, u64, K, isize>, name: &str, mut held: impl FnMut(u64) + 'static) -> VecCollection<'scope, u64, K, isize>
+where
+    K: differential_dataflow::ExchangeData + differential_dataflow::Hashable,
+{
+    use differential_dataflow::trace::implementations::spine_fueled::SpineBatch as _;
+    use differential_dataflow::trace::TraceReader;
+    let arranged = counts.arrange_by_self_named(name);
+    let mut trace = arranged.trace.clone();
+    arranged.stream.clone().sink(Pipeline, &format!("{name}Compaction"), move |(input, frontier)| {
+        input.for_each(|_, data| data.clear());
+        trace.set_logical_compaction(frontier.frontier());
+        trace.set_physical_compaction(frontier.frontier());
+        let mut size = 0u64;
+        trace.map_spans(|span| size += span.inner.as_ref().map_or(0, |batch| batch.len() as u64));
+        held(size);
+    });
+    arranged.as_collection(|key, _| key.clone())
+}
+
+/// The state a [`close_windows`] clock folds its updates into.
+pub trait WindowState {
+    /// What one closed window yields.
+    type Output;
+    /// Takes one update `(data, time, diff)`.
+    fn absorb(&mut self, data: Self::Data, time: u64, diff: isize);
+    /// The updates' data type.
+    type Data;
+    /// The start of the earliest window holding updates not yet closed, if any.
+    fn earliest(&self) -> Option<u64>;
+    /// The latest time of an update taken so far (0: none).
+    fn latest(&self) -> u64;
+    /// Closes the window starting at `start`.
+    fn close(&mut self, start: u64) -> Self::Output;
+}
+
+/// Most empty windows a [`close_windows`] clock reports in a row before it skips ahead.
+pub const MAX_EMPTY_WINDOWS: u64 = 1_000;
+
+/// Gathers a stream of updates `(data, time, diff)` on worker 0 into `state` and, each
+/// time the frontier passes the end of a window of `window_ms`, closes that window — also
+/// windows without updates, from the first real epoch on (so a reader sees every window,
+/// empty or not). A gap of more than [`MAX_EMPTY_WINDOWS`] empty windows (the job was
+/// suspended, or the clock jumped) is skipped with a warning. The other workers hold
+/// nothing.
+pub fn close_windows<'scope, W>(updates: Stream<'scope, u64, Vec<(W::Data, u64, isize)>>, name: &str, window_ms: u64, mut state: W) -> Stream<'scope, u64, Vec<W::Output>>
+where
+    W: WindowState + 'static,
+    W::Data: timely::ExchangeData,
+    W::Output: Clone + 'static,
+{
+    use timely::dataflow::channels::pact::Exchange;
+    let window_ms = window_ms.max(1);
+    let worker = updates.scope().index();
+    updates.unary_frontier::<CapacityContainerBuilder<Vec<W::Output>>, _, _, _>(Exchange::new(|_: &(W::Data, u64, isize)| 0), name, move |capability, _info| {
+        let mut capability: Option<Capability<u64>> = (worker == 0).then_some(capability);
+        let mut next_window: Option<u64> = None;
+        move |(input, frontier), output| {
+            input.for_each(|_, data| data.drain(..).for_each(|(d, t, r)| state.absorb(d, t, r)));
+            let Some(cap) = capability.as_mut() else { return };
+            let bound = frontier.frontier().first().copied();
+            // The first window starts at the first real epoch (the sources start at 0).
+            if next_window.is_none() {
+                let first = match bound {
+                    Some(t) if t > 0 => Some(t),
+                    None if state.latest() > 0 => Some(state.latest()),
+                    _ => None,
+                };
+                next_window = first.map(|t| {
+                    let start = t - t % window_ms;
+                    state.earliest().map_or(start, |d| d.min(start))
+                });
+            }
+            if let (Some(start), Some(t)) = (next_window, bound) {
+                let behind = t.saturating_sub(start) / window_ms;
+                if behind > MAX_EMPTY_WINDOWS && state.earliest().is_none_or(|e| e >= t) {
+                    let resume = t - t % window_ms;
+                    tracing::warn!(from = start, to = resume, "skipping {behind} empty windows");
+                    next_window = Some(resume);
+                }
+            }
+            while let Some(start) = next_window {
+                let complete = match bound {
+                    Some(t) => t >= start + window_ms,
+                    None => start <= state.latest(),
+                };
+                if !complete {
+                    break;
+                }
+                output.session(&*cap).give(state.close(start));
+                next_window = Some(start + window_ms);
+            }
+            match bound {
+                Some(t) if t > *cap.time() => cap.downgrade(&t),
+                Some(_) => {}
+                None => capability = None,
+            }
+        }
+    })
+}
+

@@ -101,15 +101,73 @@ impl ClientStatsCollector {
 
 type Snapshots = [(ClientKey, Arc<ClientSnapshot>)];
 
+/// The clients a family of series covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clients {
+    /// Consumers and producers.
+    All,
+    /// Producers only.
+    Producers,
+    /// Consumers only.
+    Consumers,
+}
+
+impl Clients {
+    /// Whether the clients on `role`'s side are covered.
+    fn accepts(self, role: ClientRole) -> bool {
+        match self {
+            Clients::All => true,
+            Clients::Producers => role == ClientRole::Producer,
+            Clients::Consumers => role == ClientRole::Consumer,
+        }
+    }
+}
+
+/// How a family reads its figure, which also decides its type (gauge or counter) and
+/// its labels (none for the board's own counters, else those of a client, a broker of
+/// a client or a partition of a client).
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    /// A counter of the whole board: one series without labels.
+    BoardCounter(fn(&ClientStatsBoard) -> u64),
+    /// A gauge per client.
+    ClientGauge(fn(&ClientSnapshot) -> f64),
+    /// A counter per client.
+    ClientCounter(fn(&ClientSnapshot) -> u64),
+    /// A gauge per broker of a client.
+    BrokerGauge(fn(&BrokerSnapshot) -> f64),
+    /// A counter per broker of a client.
+    BrokerCounter(fn(&BrokerSnapshot) -> u64),
+    /// A latency window per broker of a client, one gauge per `stat`; none while absent.
+    BrokerWindow(fn(&BrokerSnapshot) -> Option<WindowSeconds>),
+    /// A gauge per partition of a client; none while absent.
+    PartitionGauge(fn(&PartitionSnapshot) -> Option<f64>),
+    /// A counter per partition of a client.
+    PartitionCounter(fn(&PartitionSnapshot) -> u64),
+}
+
+/// One family of [`ClientStatsCollector`]'s series: a row of [`CLIENT_FAMILIES`].
+#[derive(Debug, Clone, Copy)]
+struct Family {
+    /// The family's name (the encoder appends `_total` to a counter's series).
+    name: &'static str,
+    /// Its help text.
+    help: &'static str,
+    /// The clients it has series of (ignored by [`Read::BoardCounter`]).
+    clients: Clients,
+    /// How its figure is read, hence its type and labels.
+    read: Read,
+}
+
 /// The series of a per-client figure, for the clients `only` accepts.
 fn per_client<T>(
     clients: &Snapshots,
-    only: impl Fn(ClientRole) -> bool,
-    mut value: impl FnMut(&ClientSnapshot) -> T,
+    only: Clients,
+    value: impl Fn(&ClientSnapshot) -> T,
 ) -> Vec<(Labels, T)> {
     clients
         .iter()
-        .filter(|(key, _)| only(key.role))
+        .filter(|(key, _)| only.accepts(key.role))
         .map(|(key, snap)| (client_labels(key), value(snap)))
         .collect()
 }
@@ -117,28 +175,27 @@ fn per_client<T>(
 /// The series of a per-broker figure, for the clients `only` accepts.
 fn per_broker<T>(
     clients: &Snapshots,
-    only: impl Fn(ClientRole) -> bool,
-    mut value: impl FnMut(&BrokerSnapshot) -> Option<T>,
+    only: Clients,
+    value: impl Fn(&BrokerSnapshot) -> T,
 ) -> Vec<(Labels, T)> {
     let mut out = Vec::new();
-    for (key, snap) in clients.iter().filter(|(key, _)| only(key.role)) {
+    for (key, snap) in clients.iter().filter(|(key, _)| only.accepts(key.role)) {
         for broker in &snap.brokers {
-            if let Some(v) = value(broker) {
-                out.push((broker_labels(key, broker), v));
-            }
+            out.push((broker_labels(key, broker), value(broker)));
         }
     }
     out
 }
 
-/// The series of a latency window per broker, one per `stat`.
+/// The series of a latency window per broker, one per `stat`, for the clients `only`
+/// accepts.
 fn per_broker_window(
     clients: &Snapshots,
-    only: impl Fn(ClientRole) -> bool,
+    only: Clients,
     window: impl Fn(&BrokerSnapshot) -> Option<WindowSeconds>,
 ) -> Vec<(Labels, f64)> {
     let mut out = Vec::new();
-    for (key, snap) in clients.iter().filter(|(key, _)| only(key.role)) {
+    for (key, snap) in clients.iter().filter(|(key, _)| only.accepts(key.role)) {
         for broker in &snap.brokers {
             if let Some(w) = window(broker) {
                 for (stat, v) in [
@@ -157,14 +214,14 @@ fn per_broker_window(
     out
 }
 
-/// The series of a per-partition figure of the clients on `role`'s side.
+/// The series of a per-partition figure, for the clients `only` accepts.
 fn per_partition<T>(
     clients: &Snapshots,
-    role: ClientRole,
-    mut value: impl FnMut(&PartitionSnapshot) -> Option<T>,
+    only: Clients,
+    value: impl Fn(&PartitionSnapshot) -> Option<T>,
 ) -> Vec<(Labels, T)> {
     let mut out = Vec::new();
-    for (key, snap) in clients.iter().filter(|(key, _)| key.role == role) {
+    for (key, snap) in clients.iter().filter(|(key, _)| only.accepts(key.role)) {
         for partition in &snap.partitions {
             if let Some(v) = value(partition) {
                 out.push((partition_labels(key, partition), v));
@@ -174,292 +231,314 @@ fn per_partition<T>(
     out
 }
 
+impl Family {
+    /// Writes the family's series from `board` and its `clients`; nothing when it has none.
+    fn encode(
+        &self,
+        e: &mut DescriptorEncoder<'_>,
+        board: &ClientStatsBoard,
+        clients: &Snapshots,
+    ) -> fmt::Result {
+        let (name, help, only) = (self.name, self.help, self.clients);
+        match self.read {
+            Read::BoardCounter(f) => counters(e, name, help, vec![(Vec::new(), f(board))]),
+            Read::ClientGauge(f) => gauges(e, name, help, per_client(clients, only, f)),
+            Read::ClientCounter(f) => counters(e, name, help, per_client(clients, only, f)),
+            Read::BrokerGauge(f) => gauges(e, name, help, per_broker(clients, only, f)),
+            Read::BrokerCounter(f) => counters(e, name, help, per_broker(clients, only, f)),
+            Read::BrokerWindow(f) => gauges(e, name, help, per_broker_window(clients, only, f)),
+            Read::PartitionGauge(f) => gauges(e, name, help, per_partition(clients, only, f)),
+            Read::PartitionCounter(f) => {
+                counters(e, name, help, per_partition(clients, only, |p| Some(f(p))))
+            }
+        }
+    }
+}
+
+/// The families of [`ClientStatsCollector`], in the order they are written.
+const CLIENT_FAMILIES: &[Family] = &[
+    Family {
+        name: "tidewatch_rdkafka_stats_updates",
+        help: "librdkafka statistics documents received (all clients of this process)",
+        clients: Clients::All,
+        read: Read::BoardCounter(ClientStatsBoard::updates),
+    },
+    Family {
+        name: "tidewatch_rdkafka_stats_errors",
+        help: "librdkafka statistics documents that could not be parsed",
+        clients: Clients::All,
+        read: Read::BoardCounter(ClientStatsBoard::errors),
+    },
+    // Per client.
+    Family {
+        name: "tidewatch_rdkafka_client_age_seconds",
+        help: "Time since the librdkafka client was created",
+        clients: Clients::All,
+        read: Read::ClientGauge(|s| s.age_seconds),
+    },
+    Family {
+        name: "tidewatch_rdkafka_replyq",
+        help: "Events waiting in the client's queue to be served by poll()",
+        clients: Clients::All,
+        read: Read::ClientGauge(|s| s.replyq as f64),
+    },
+    Family {
+        name: "tidewatch_rdkafka_msg_count",
+        help: "Messages in the producer's queues (librdkafka msg_cnt)",
+        clients: Clients::Producers,
+        read: Read::ClientGauge(|s| s.msg_count as f64),
+    },
+    Family {
+        name: "tidewatch_rdkafka_msg_bytes",
+        help: "Bytes of the messages in the producer's queues (librdkafka msg_size)",
+        clients: Clients::Producers,
+        read: Read::ClientGauge(|s| s.msg_bytes as f64),
+    },
+    Family {
+        name: "tidewatch_rdkafka_tx_requests",
+        help: "Requests sent to all brokers",
+        clients: Clients::All,
+        read: Read::ClientCounter(|s| non_negative(s.tx_requests)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_tx_bytes",
+        help: "Bytes sent to all brokers",
+        clients: Clients::All,
+        read: Read::ClientCounter(|s| non_negative(s.tx_bytes)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_rx_responses",
+        help: "Responses received from all brokers",
+        clients: Clients::All,
+        read: Read::ClientCounter(|s| non_negative(s.rx_responses)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_rx_bytes",
+        help: "Bytes received from all brokers",
+        clients: Clients::All,
+        read: Read::ClientCounter(|s| non_negative(s.rx_bytes)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_tx_messages",
+        help: "Messages sent to brokers (librdkafka txmsgs)",
+        clients: Clients::Producers,
+        read: Read::ClientCounter(|s| non_negative(s.tx_messages)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_tx_message_bytes",
+        help: "Bytes of the messages sent to brokers",
+        clients: Clients::Producers,
+        read: Read::ClientCounter(|s| non_negative(s.tx_message_bytes)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_rx_messages",
+        help: "Messages received from brokers (librdkafka rxmsgs)",
+        clients: Clients::Consumers,
+        read: Read::ClientCounter(|s| non_negative(s.rx_messages)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_rx_message_bytes",
+        help: "Bytes of the messages received from brokers",
+        clients: Clients::Consumers,
+        read: Read::ClientCounter(|s| non_negative(s.rx_message_bytes)),
+    },
+    // Per broker.
+    Family {
+        name: "tidewatch_rdkafka_broker_up",
+        help: "1 while the connection to the broker is up, else 0",
+        clients: Clients::All,
+        read: Read::BrokerGauge(|b| f64::from(u8::from(b.is_up()))),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_connects",
+        help: "Connection attempts to the broker",
+        clients: Clients::All,
+        read: Read::BrokerCounter(|b| non_negative(b.connects)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_disconnects",
+        help: "Disconnects from the broker",
+        clients: Clients::All,
+        read: Read::BrokerCounter(|b| non_negative(b.disconnects)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_rtt_seconds",
+        help: "Request round-trip time over the last statistics interval (0 without requests)",
+        clients: Clients::All,
+        read: Read::BrokerWindow(|b| b.rtt),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_throttle_seconds",
+        help: "Time the broker throttled the client over the last statistics interval",
+        clients: Clients::All,
+        read: Read::BrokerWindow(|b| b.throttle),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_int_latency_seconds",
+        help: "Producer: time from produce() until the message is in a request for the broker, over the last statistics interval",
+        clients: Clients::Producers,
+        read: Read::BrokerWindow(|b| b.int_latency),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_outbuf_latency_seconds",
+        help: "Time a request waits in the send queue, over the last statistics interval",
+        clients: Clients::All,
+        read: Read::BrokerWindow(|b| b.outbuf_latency),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_outbuf_requests",
+        help: "Requests waiting to be sent to the broker",
+        clients: Clients::All,
+        read: Read::BrokerGauge(|b| b.outbuf_requests as f64),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_outbuf_messages",
+        help: "Messages in the requests waiting to be sent to the broker",
+        clients: Clients::All,
+        read: Read::BrokerGauge(|b| b.outbuf_messages as f64),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_waitresp_requests",
+        help: "Requests sent to the broker, awaiting their response",
+        clients: Clients::All,
+        read: Read::BrokerGauge(|b| b.waitresp_requests as f64),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_waitresp_messages",
+        help: "Messages in the requests awaiting a response",
+        clients: Clients::All,
+        read: Read::BrokerGauge(|b| b.waitresp_messages as f64),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_tx_requests",
+        help: "Requests sent to the broker",
+        clients: Clients::All,
+        read: Read::BrokerCounter(|b| b.tx_requests),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_tx_bytes",
+        help: "Bytes sent to the broker",
+        clients: Clients::All,
+        read: Read::BrokerCounter(|b| b.tx_bytes),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_tx_errors",
+        help: "Send errors to the broker",
+        clients: Clients::All,
+        read: Read::BrokerCounter(|b| b.tx_errors),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_tx_retries",
+        help: "Requests to the broker retried",
+        clients: Clients::All,
+        read: Read::BrokerCounter(|b| b.tx_retries),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_request_timeouts",
+        help: "Requests to the broker that timed out",
+        clients: Clients::All,
+        read: Read::BrokerCounter(|b| b.request_timeouts),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_rx_responses",
+        help: "Responses received from the broker",
+        clients: Clients::All,
+        read: Read::BrokerCounter(|b| b.rx_responses),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_rx_bytes",
+        help: "Bytes received from the broker",
+        clients: Clients::All,
+        read: Read::BrokerCounter(|b| b.rx_bytes),
+    },
+    Family {
+        name: "tidewatch_rdkafka_broker_rx_errors",
+        help: "Receive errors from the broker",
+        clients: Clients::All,
+        read: Read::BrokerCounter(|b| b.rx_errors),
+    },
+    // Per partition: the consumers'.
+    Family {
+        name: "tidewatch_rdkafka_partition_fetchq_messages",
+        help: "Consumer: messages fetched and waiting in the local queue",
+        clients: Clients::Consumers,
+        read: Read::PartitionGauge(|p| Some(p.fetchq_messages as f64)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_partition_fetchq_bytes",
+        help: "Consumer: bytes fetched and waiting in the local queue",
+        clients: Clients::Consumers,
+        read: Read::PartitionGauge(|p| Some(p.fetchq_bytes as f64)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_consumer_lag_offsets",
+        help: "Consumer: high watermark minus the consumer's position, as librdkafka saw it at its last statistics (absent while unknown)",
+        clients: Clients::Consumers,
+        read: Read::PartitionGauge(|p| p.consumer_lag.map(|l| l as f64)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_partition_rx_messages",
+        help: "Consumer: messages received for the partition",
+        clients: Clients::Consumers,
+        read: Read::PartitionCounter(|p| p.rx_messages),
+    },
+    Family {
+        name: "tidewatch_rdkafka_partition_rx_bytes",
+        help: "Consumer: bytes received for the partition",
+        clients: Clients::Consumers,
+        read: Read::PartitionCounter(|p| p.rx_bytes),
+    },
+    // Per partition: the producers'.
+    Family {
+        name: "tidewatch_rdkafka_partition_msgq_messages",
+        help: "Producer: messages waiting in the partition's queue",
+        clients: Clients::Producers,
+        read: Read::PartitionGauge(|p| Some(p.msgq_messages as f64)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_partition_msgq_bytes",
+        help: "Producer: bytes waiting in the partition's queue",
+        clients: Clients::Producers,
+        read: Read::PartitionGauge(|p| Some(p.msgq_bytes as f64)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_partition_xmit_msgq_messages",
+        help: "Producer: messages ready to be sent (transmit queue)",
+        clients: Clients::Producers,
+        read: Read::PartitionGauge(|p| Some(p.xmit_msgq_messages as f64)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_partition_inflight_messages",
+        help: "Producer: messages sent, awaiting the broker's acknowledgement",
+        clients: Clients::Producers,
+        read: Read::PartitionGauge(|p| Some(p.inflight_messages as f64)),
+    },
+    Family {
+        name: "tidewatch_rdkafka_partition_tx_messages",
+        help: "Producer: messages sent for the partition (retries included)",
+        clients: Clients::Producers,
+        read: Read::PartitionCounter(|p| p.tx_messages),
+    },
+    Family {
+        name: "tidewatch_rdkafka_partition_tx_bytes",
+        help: "Producer: bytes sent for the partition",
+        clients: Clients::Producers,
+        read: Read::PartitionCounter(|p| p.tx_bytes),
+    },
+    Family {
+        name: "tidewatch_rdkafka_partition_acked_messages",
+        help: "Producer (idempotent, the default): messages the broker acknowledged (librdkafka acked_msgid)",
+        clients: Clients::Producers,
+        read: Read::PartitionCounter(|p| p.acked_msgid),
+    },
+];
+
 impl Collector for ClientStatsCollector {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
-        let c = self.board.snapshots();
-        let e = &mut e;
-        let any = |_: ClientRole| true;
-        let producers = |r: ClientRole| r == ClientRole::Producer;
-        let consumers = |r: ClientRole| r == ClientRole::Consumer;
-        use ClientRole::{Consumer, Producer};
-
-        counters(
-            e,
-            "tidewatch_rdkafka_stats_updates",
-            "librdkafka statistics documents received (all clients of this process)",
-            vec![(Vec::new(), self.board.updates())],
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_stats_errors",
-            "librdkafka statistics documents that could not be parsed",
-            vec![(Vec::new(), self.board.errors())],
-        )?;
-
-        // Per client.
-        gauges(
-            e,
-            "tidewatch_rdkafka_client_age_seconds",
-            "Time since the librdkafka client was created",
-            per_client(&c, any, |s| s.age_seconds),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_replyq",
-            "Events waiting in the client's queue to be served by poll()",
-            per_client(&c, any, |s| s.replyq as f64),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_msg_count",
-            "Messages in the producer's queues (librdkafka msg_cnt)",
-            per_client(&c, producers, |s| s.msg_count as f64),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_msg_bytes",
-            "Bytes of the messages in the producer's queues (librdkafka msg_size)",
-            per_client(&c, producers, |s| s.msg_bytes as f64),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_tx_requests",
-            "Requests sent to all brokers",
-            per_client(&c, any, |s| non_negative(s.tx_requests)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_tx_bytes",
-            "Bytes sent to all brokers",
-            per_client(&c, any, |s| non_negative(s.tx_bytes)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_rx_responses",
-            "Responses received from all brokers",
-            per_client(&c, any, |s| non_negative(s.rx_responses)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_rx_bytes",
-            "Bytes received from all brokers",
-            per_client(&c, any, |s| non_negative(s.rx_bytes)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_tx_messages",
-            "Messages sent to brokers (librdkafka txmsgs)",
-            per_client(&c, producers, |s| non_negative(s.tx_messages)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_tx_message_bytes",
-            "Bytes of the messages sent to brokers",
-            per_client(&c, producers, |s| non_negative(s.tx_message_bytes)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_rx_messages",
-            "Messages received from brokers (librdkafka rxmsgs)",
-            per_client(&c, consumers, |s| non_negative(s.rx_messages)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_rx_message_bytes",
-            "Bytes of the messages received from brokers",
-            per_client(&c, consumers, |s| non_negative(s.rx_message_bytes)),
-        )?;
-
-        // Per broker.
-        gauges(
-            e,
-            "tidewatch_rdkafka_broker_up",
-            "1 while the connection to the broker is up, else 0",
-            per_broker(&c, any, |b| Some(f64::from(u8::from(b.is_up())))),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_broker_connects",
-            "Connection attempts to the broker",
-            per_broker(&c, any, |b| Some(non_negative(b.connects))),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_broker_disconnects",
-            "Disconnects from the broker",
-            per_broker(&c, any, |b| Some(non_negative(b.disconnects))),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_broker_rtt_seconds",
-            "Request round-trip time over the last statistics interval (0 without requests)",
-            per_broker_window(&c, any, |b| b.rtt),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_broker_throttle_seconds",
-            "Time the broker throttled the client over the last statistics interval",
-            per_broker_window(&c, any, |b| b.throttle),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_broker_int_latency_seconds",
-            "Producer: time from produce() until the message is in a request for the broker, over the last statistics interval",
-            per_broker_window(&c, producers, |b| b.int_latency),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_broker_outbuf_latency_seconds",
-            "Time a request waits in the send queue, over the last statistics interval",
-            per_broker_window(&c, any, |b| b.outbuf_latency),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_broker_outbuf_requests",
-            "Requests waiting to be sent to the broker",
-            per_broker(&c, any, |b| Some(b.outbuf_requests as f64)),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_broker_outbuf_messages",
-            "Messages in the requests waiting to be sent to the broker",
-            per_broker(&c, any, |b| Some(b.outbuf_messages as f64)),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_broker_waitresp_requests",
-            "Requests sent to the broker, awaiting their response",
-            per_broker(&c, any, |b| Some(b.waitresp_requests as f64)),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_broker_waitresp_messages",
-            "Messages in the requests awaiting a response",
-            per_broker(&c, any, |b| Some(b.waitresp_messages as f64)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_broker_tx_requests",
-            "Requests sent to the broker",
-            per_broker(&c, any, |b| Some(b.tx_requests)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_broker_tx_bytes",
-            "Bytes sent to the broker",
-            per_broker(&c, any, |b| Some(b.tx_bytes)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_broker_tx_errors",
-            "Send errors to the broker",
-            per_broker(&c, any, |b| Some(b.tx_errors)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_broker_tx_retries",
-            "Requests to the broker retried",
-            per_broker(&c, any, |b| Some(b.tx_retries)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_broker_request_timeouts",
-            "Requests to the broker that timed out",
-            per_broker(&c, any, |b| Some(b.request_timeouts)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_broker_rx_responses",
-            "Responses received from the broker",
-            per_broker(&c, any, |b| Some(b.rx_responses)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_broker_rx_bytes",
-            "Bytes received from the broker",
-            per_broker(&c, any, |b| Some(b.rx_bytes)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_broker_rx_errors",
-            "Receive errors from the broker",
-            per_broker(&c, any, |b| Some(b.rx_errors)),
-        )?;
-
-        // Per partition: the consumers'.
-        gauges(
-            e,
-            "tidewatch_rdkafka_partition_fetchq_messages",
-            "Consumer: messages fetched and waiting in the local queue",
-            per_partition(&c, Consumer, |p| Some(p.fetchq_messages as f64)),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_partition_fetchq_bytes",
-            "Consumer: bytes fetched and waiting in the local queue",
-            per_partition(&c, Consumer, |p| Some(p.fetchq_bytes as f64)),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_consumer_lag_offsets",
-            "Consumer: high watermark minus the consumer's position, as librdkafka saw it at its last statistics (absent while unknown)",
-            per_partition(&c, Consumer, |p| p.consumer_lag.map(|l| l as f64)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_partition_rx_messages",
-            "Consumer: messages received for the partition",
-            per_partition(&c, Consumer, |p| Some(p.rx_messages)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_partition_rx_bytes",
-            "Consumer: bytes received for the partition",
-            per_partition(&c, Consumer, |p| Some(p.rx_bytes)),
-        )?;
-        // Per partition: the producers'.
-        gauges(
-            e,
-            "tidewatch_rdkafka_partition_msgq_messages",
-            "Producer: messages waiting in the partition's queue",
-            per_partition(&c, Producer, |p| Some(p.msgq_messages as f64)),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_partition_msgq_bytes",
-            "Producer: bytes waiting in the partition's queue",
-            per_partition(&c, Producer, |p| Some(p.msgq_bytes as f64)),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_partition_xmit_msgq_messages",
-            "Producer: messages ready to be sent (transmit queue)",
-            per_partition(&c, Producer, |p| Some(p.xmit_msgq_messages as f64)),
-        )?;
-        gauges(
-            e,
-            "tidewatch_rdkafka_partition_inflight_messages",
-            "Producer: messages sent, awaiting the broker's acknowledgement",
-            per_partition(&c, Producer, |p| Some(p.inflight_messages as f64)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_partition_tx_messages",
-            "Producer: messages sent for the partition (retries included)",
-            per_partition(&c, Producer, |p| Some(p.tx_messages)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_partition_tx_bytes",
-            "Producer: bytes sent for the partition",
-            per_partition(&c, Producer, |p| Some(p.tx_bytes)),
-        )?;
-        counters(
-            e,
-            "tidewatch_rdkafka_partition_acked_messages",
-            "Producer (idempotent, the default): messages the broker acknowledged (librdkafka acked_msgid)",
-            per_partition(&c, Producer, |p| Some(p.acked_msgid)),
-        )?;
+        let clients = self.board.snapshots();
+        for family in CLIENT_FAMILIES {
+            family.encode(&mut e, &self.board, &clients)?;
+        }
         Ok(())
     }
 }
@@ -722,5 +801,92 @@ mod tests {
             !text.contains("tidewatch_rdkafka_partition_fetchq_messages"),
             "no consumer, no consumer series:\n{text}"
         );
+    }
+
+    /// A consumer and a producer of worker 1, each with a broker (down, every window
+    /// present) and two partitions (one with a lag, one without).
+    fn board_of_two_clients() -> Arc<ClientStatsBoard> {
+        use tidewatch_engine::kafka::stats::ClientSnapshot;
+        let window = WindowSeconds {
+            avg: 0.5,
+            p50: 0.25,
+            p99: 0.75,
+            max: 1.0,
+            count: 4,
+        };
+        let broker = BrokerSnapshot {
+            name: "k:9092".into(),
+            node_id: 3,
+            state: "DOWN".into(),
+            disconnects: -1,
+            rtt: Some(window),
+            throttle: Some(window),
+            int_latency: Some(window),
+            outbuf_latency: Some(window),
+            ..BrokerSnapshot::default()
+        };
+        let partition = |n: i32, lag: Option<i64>| PartitionSnapshot {
+            topic: "t".into(),
+            partition: n,
+            consumer_lag: lag,
+            ..PartitionSnapshot::default()
+        };
+        let board = Arc::new(ClientStatsBoard::default());
+        for role in [ClientRole::Consumer, ClientRole::Producer] {
+            let snapshot = ClientSnapshot {
+                rx_messages: -3,
+                brokers: vec![broker.clone()],
+                partitions: vec![partition(0, Some(7)), partition(1, None)],
+                ..ClientSnapshot::default()
+            };
+            board.update(ClientKey { role, worker: 1 }, snapshot);
+        }
+        board
+    }
+
+    #[test]
+    fn every_family_of_the_table_is_written_in_order_with_its_type() {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(ClientStatsCollector::new(board_of_two_clients())));
+        let mut text = String::new();
+        encode(&mut text, &registry).expect("encodes");
+
+        let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        let expected: Vec<String> = CLIENT_FAMILIES
+            .iter()
+            .map(|f| {
+                let kind = match f.read {
+                    Read::BoardCounter(_)
+                    | Read::ClientCounter(_)
+                    | Read::BrokerCounter(_)
+                    | Read::PartitionCounter(_) => "counter",
+                    _ => "gauge",
+                };
+                format!("# TYPE {} {kind}", f.name)
+            })
+            .collect();
+        assert_eq!(types, expected, "in:\n{text}");
+        let c = "role=\"consumer\",worker=\"1\"";
+        let p = "role=\"producer\",worker=\"1\"";
+        let b = "broker=\"k:9092\",broker_id=\"3\"";
+        for line in [
+            format!(
+                "tidewatch_rdkafka_consumer_lag_offsets{{{c},topic=\"t\",partition=\"0\"}} 7.0"
+            ),
+            format!("tidewatch_rdkafka_rx_messages_total{{{c}}} 0"),
+            format!("tidewatch_rdkafka_broker_up{{{c},{b}}} 0.0"),
+            format!("tidewatch_rdkafka_broker_disconnects_total{{{c},{b}}} 0"),
+            format!("tidewatch_rdkafka_broker_int_latency_seconds{{{p},{b},stat=\"p50\"}} 0.25"),
+        ] {
+            assert!(text.contains(&line), "no {line:?} in:\n{text}");
+        }
+        for absent in [
+            "tidewatch_rdkafka_consumer_lag_offsets{role=\"consumer\",worker=\"1\",topic=\"t\",partition=\"1\"}",
+            "tidewatch_rdkafka_broker_int_latency_seconds{role=\"consumer\"",
+            "tidewatch_rdkafka_msg_count{role=\"consumer\"",
+            "tidewatch_rdkafka_partition_fetchq_messages{role=\"producer\"",
+        ] {
+            assert!(!text.contains(absent), "{absent:?} in:\n{text}");
+        }
     }
 }

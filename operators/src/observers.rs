@@ -8,14 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use differential_dataflow::trace::implementations::spine_fueled::SpineBatch;
-use differential_dataflow::trace::TraceReader;
-use differential_dataflow::AsCollection;
+use differential_dataflow::{AsCollection, VecCollection};
 use serde::Deserialize;
-use tidewatch_engine::budget::Sampler;
-use tidewatch_engine::{Observe, ObserveInputs, WorkerContext};
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
+use tidewatch_engine::budget::{CopyClock, Sampler};
+use tidewatch_engine::counts::arrange_compacted;
+use tidewatch_engine::{Observe, ObserveInputs, RecordStream, WorkerContext};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Inspect;
 
@@ -323,59 +320,70 @@ impl Observe for Observers {
     fn observe<'scope>(&self, inputs: ObserveInputs<'scope>, _context: &WorkerContext) {
         let ObserveInputs { records, delivered, progress, watermarks, source } = inputs;
         let scope = records.scope();
-        let records_for_custom = records.clone();
-
-        // Dataset profiles: partial profiles per worker and window, merged by field, assembled on worker 0.
-        // Every worker builds the operators (their exchanges span all workers); worker 0,
-        // in process 0, hands the profiles to the sink.
+        let copy_clock = Rc::clone(source.copy_clock());
         if let Some((config, window_ms)) = &self.profile {
-            let sink = self.profile_sink.clone();
-            let sampler = Sampler::new(Rc::clone(source.copy_clock()), self.budget);
-            let counted = Arc::clone(&self.metrics);
-            records.clone().profile_windows_within(Arc::clone(config), *window_ms, Some(sampler)).inspect(move |profile| {
-                counted.profile_sampling.report(profile.overview.offered(), profile.overview.records);
-                if let Some(sink) = &sink {
-                    let _ = sink.send(profile.clone());
-                }
-            });
+            self.profile(records.clone(), Arc::clone(config), *window_ms, Sampler::new(Rc::clone(&copy_clock), self.budget));
         }
 
         // Quality: pre-aggregated per worker and epoch, consolidated by key in an arrangement.
-        let arranged = records.quality_deltas(Arc::clone(&self.fields)).arrange_by_self_named("QualityCounts");
-        let mut trace = arranged.trace.clone();
         let metrics = Arc::clone(&self.metrics);
         let mut last_size = 0u64;
-        arranged.stream.clone().sink(Pipeline, "QualityCompaction", move |(input, frontier)| {
-            input.for_each(|_, data| data.clear());
-            trace.set_logical_compaction(frontier.frontier());
-            trace.set_physical_compaction(frontier.frontier());
-            let mut size = 0u64;
-            trace.map_spans(|span| size += span.inner.as_ref().map_or(0, |batch| batch.len() as u64));
+        let quality = arrange_compacted(records.clone().quality_deltas(Arc::clone(&self.fields)), "QualityCounts", move |size| {
             metrics.arrangement_updates.fetch_add(size.wrapping_sub(last_size), Ordering::Relaxed);
             last_size = size;
-        });
-        let quality = arranged.as_collection(|key, _| *key).map(Observation::Quality);
-
+        })
+        .map(Observation::Quality);
         // Delivery counts per epoch.
         let delivered = delivered
             .map(|d| (Observation::Delivered, d.epoch, isize::try_from(d.records).unwrap_or(isize::MAX)))
             .as_collection();
-
         // Lag: this worker's source progress joined with the monitor's watermarks.
-        let copy_clock = Rc::clone(source.copy_clock());
         let lag = lag_rows(progress, watermarks).map(Observation::Lag);
+        let custom = self.record_observers(records.clone(), &copy_clock);
+        // Observers on the protocol: any dataflow, keyed figures out.
+        let context = ObserverContext::new(self.window_ms, self.settings.clone(), Rc::clone(&copy_clock), self.budget);
+        let figures = self.dataflow.iter().map(|o| o.observe(records.clone(), &context).map(Observation::Metric));
+        let figures = differential_dataflow::collection::concatenate(scope, figures);
 
-        // Custom observers: their counts per epoch and worker. Those that must see every
-        // record (value rules, reconciliation) first; the others within the budget.
+        let stats_sink = self.sinks.stats.clone();
+        let alerts_sink = self.sinks.alerts.clone();
+        let layout = StatsLayout { window_ms: self.window_ms, fields: self.fields.paths().to_vec(), custom: metric_names(&self.custom), invalid: self.invalid, specs: protocol::specs(&self.dataflow) };
+        let docs = quality.concat(delivered).concat(lag).concat(custom).concat(figures).inner.stats_windows(layout).inspect(move |doc| {
+            let _ = stats_sink.send(doc.clone());
+        });
+        docs.alerts(self.rules.clone()).inspect(move |event| {
+            let _ = alerts_sink.send(event.clone());
+        });
+    }
+}
+
+impl Observers {
+    /// Dataset profiles: partial profiles per worker and window, merged by field,
+    /// assembled on worker 0. Every worker builds the operators (their exchanges span all
+    /// workers); worker 0, in process 0, hands the profiles to the sink.
+    fn profile<'scope>(&self, records: RecordStream<'scope>, config: Arc<ProfileConfig>, window_ms: u64, sampler: Sampler) {
+        let sink = self.profile_sink.clone();
+        let counted = Arc::clone(&self.metrics);
+        records.profile_windows_within(config, window_ms, Some(sampler)).inspect(move |profile| {
+            counted.profile_sampling.report(profile.overview.offered(), profile.overview.records);
+            if let Some(sink) = &sink {
+                let _ = sink.send(profile.clone());
+            }
+        });
+    }
+
+    /// The record observers' counts per epoch and worker: those that must see every
+    /// record (value rules, reconciliation) first, the others within the budget.
+    fn record_observers<'scope>(&self, records: RecordStream<'scope>, copy_clock: &Rc<CopyClock>) -> VecCollection<'scope, u64, Observation, isize> {
         let (exact, sampled): (Vec<_>, Vec<_>) = self.custom.iter().cloned().partition(|o| o.exact());
         let base = metric_names(&exact).len();
-        let exact = observe_custom_core(records_for_custom.clone(), exact, 0, None);
+        let exact = observe_custom_core(records.clone(), exact, 0, None);
         let custom = if sampled.is_empty() {
             exact
         } else {
-            let sampler = Sampler::new(Rc::clone(&copy_clock), self.budget);
+            let sampler = Sampler::new(Rc::clone(copy_clock), self.budget);
             let counted = Arc::clone(&self.metrics);
-            let sampled = observe_custom_core(records_for_custom.clone(), sampled, base, Some(sampler)).inspect(move |(key, _, diff)| {
+            let sampled = observe_custom_core(records, sampled, base, Some(sampler)).inspect(move |(key, _, diff)| {
                 if let CustomKey::Sampled(observed) = key {
                     let n = u64::try_from(*diff).unwrap_or(0);
                     counted.observer_sampling.report(n, if *observed { n } else { 0 });
@@ -383,31 +391,10 @@ impl Observe for Observers {
             });
             exact.concat(sampled)
         };
-        let custom = custom.map(|key| match key {
+        custom.map(|key| match key {
             CustomKey::Count(metric) => Observation::Custom(metric),
             CustomKey::Sample(metric, partition, offset) => Observation::Sample(metric, partition, offset),
             CustomKey::Sampled(observed) => Observation::Sampled(observed),
-        });
-
-        // Observers on the protocol: any dataflow, keyed figures out.
-        let context = ObserverContext::new(self.window_ms, self.settings.clone(), Rc::clone(&copy_clock), self.budget);
-        let figures = self.dataflow.iter().map(|o| o.observe(records_for_custom.clone(), &context).map(Observation::Metric));
-        let figures = differential_dataflow::collection::concatenate(scope, figures);
-
-        let stats_sink = self.sinks.stats.clone();
-        let alerts_sink = self.sinks.alerts.clone();
-        let docs = quality
-            .concat(delivered)
-            .concat(lag)
-            .concat(custom)
-            .concat(figures)
-            .inner
-            .stats_windows(StatsLayout { window_ms: self.window_ms, fields: self.fields.paths().to_vec(), custom: metric_names(&self.custom), invalid: self.invalid, specs: protocol::specs(&self.dataflow) })
-            .inspect(move |doc| {
-                let _ = stats_sink.send(doc.clone());
-            });
-        docs.alerts(self.rules.clone()).inspect(move |event| {
-            let _ = alerts_sink.send(event.clone());
-        });
+        })
     }
 }

@@ -5,10 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
+use tidewatch_engine::counts::{close_windows, WindowState};
 use timely::dataflow::Stream;
 
 use tidewatch_engine::counts::MetricKey;
@@ -76,9 +73,6 @@ pub enum PartitionStatus {
 
 /// Samples a window keeps per custom metric.
 const SAMPLES_PER_WINDOW: usize = 5;
-
-/// Most empty windows reported in a row before the stats skip ahead.
-const MAX_EMPTY_WINDOWS: u64 = 1_000;
 
 /// How many windows the partition status looks back.
 const STATUS_WINDOWS: usize = 3;
@@ -246,7 +240,6 @@ struct WindowFolder {
     lag: BTreeMap<LagRow, i64>,
     /// Per partition: (position, lag) at the end of the last windows, newest last.
     history: BTreeMap<i32, VecDeque<(i64, i64)>>,
-    next_window: Option<u64>,
     last_time: u64,
 }
 
@@ -273,12 +266,47 @@ impl WindowFolder {
         let figures = self.figures(&counts, end);
         let record = |k: RecordKind| count(Observation::Quality(QualityKey::Record(k)));
         let all_events: i64 = RecordKind::ALL.iter().map(|k| record(*k)).sum();
+        let (invalid, quality) = self.quality(&count);
+        let lag = self.lag(end);
+        StatsDoc {
+            timestamp: rfc3339(end),
+            window_start_ms: start,
+            window_end_ms: end,
+            all_events,
+            invalid,
+            quality,
+            unparseable: record(RecordKind::Unparseable),
+            not_object: record(RecordKind::NotObject),
+            tombstones: record(RecordKind::Tombstone),
+            max_lag: lag.offsets.values().copied().max(),
+            max_lag_seconds: lag.seconds.values().copied().reduce(f64::max),
+            lag_per_partition: lag.offsets,
+            lag_seconds_per_partition: lag.seconds,
+            status_per_partition: lag.status,
+            records_in: all_events,
+            records_delivered: count(Observation::Delivered),
+            observers: self
+                .custom
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), count(Observation::Custom(u16::try_from(i).unwrap_or(u16::MAX)))))
+                .collect(),
+            samples: self.samples(&counts),
+            metrics: figures.iter().map(|f| (f.key.path(), f.value)).collect(),
+            figures,
+            sampling: sampling(count(Observation::Sampled(true)), count(Observation::Sampled(false))),
+        }
+    }
+
+    /// Per watched field: `invalid_<field>` and the count of each kind.
+    #[allow(clippy::type_complexity)]
+    fn quality(&self, count: &dyn Fn(Observation) -> i64) -> (BTreeMap<String, i64>, BTreeMap<String, BTreeMap<String, i64>>) {
+        let record = |k: RecordKind| count(Observation::Quality(QualityKey::Record(k)));
         // Records without fields to look at: invalid in every field, as for the reference.
         let without_fields = match self.invalid {
             InvalidCounting::Reference => record(RecordKind::Unparseable) + record(RecordKind::Tombstone),
             InvalidCounting::PresentValuesOnly => 0,
         };
-
         let mut invalid = BTreeMap::new();
         let mut quality = BTreeMap::new();
         for (index, name) in self.fields.iter().enumerate() {
@@ -291,8 +319,12 @@ impl WindowFolder {
             invalid.insert(format!("invalid_{name}"), empty + without_fields);
             quality.insert(name.clone(), kinds);
         }
+        (invalid, quality)
+    }
 
-        // Apply the lag updates of every epoch before the window's end.
+    /// Lag per partition at `end`, after every lag update of the epochs before it, and
+    /// each partition's status over the last windows.
+    fn lag(&mut self, end: u64) -> LagAtEnd {
         let later = self.lag_updates.split_off(&end);
         for (row, diff) in std::mem::replace(&mut self.lag_updates, later).into_values().flatten() {
             let entry = self.lag.entry(row).or_insert(0);
@@ -301,83 +333,64 @@ impl WindowFolder {
                 self.lag.remove(&row);
             }
         }
-        let mut lag_per_partition = BTreeMap::new();
-        let mut lag_seconds_per_partition = BTreeMap::new();
-        let mut status_per_partition = BTreeMap::new();
+        let mut lag = LagAtEnd::default();
         let now = i64::try_from(end).unwrap_or(i64::MAX);
         let mut seen = Vec::new();
         for row in self.lag.keys() {
             let key = row.partition.to_string();
-            lag_per_partition.insert(key.clone(), row.lag());
+            lag.offsets.insert(key.clone(), row.lag());
             if let Some(seconds) = row.lag_seconds(now) {
-                lag_seconds_per_partition.insert(key.clone(), seconds);
+                lag.seconds.insert(key.clone(), seconds);
             }
             let history = self.history.entry(row.partition).or_default();
             history.push_back((row.position, row.lag()));
             while history.len() > STATUS_WINDOWS {
                 history.pop_front();
             }
-            status_per_partition.insert(key, status(history));
+            lag.status.insert(key, status(history));
             seen.push(row.partition);
         }
         for (partition, history) in &self.history {
             if !seen.contains(partition) {
-                status_per_partition.insert(partition.to_string(), if history.back().is_some_and(|h| h.1 > 0) { PartitionStatus::Stop } else { PartitionStatus::Ok });
+                lag.status.insert(partition.to_string(), if history.back().is_some_and(|h| h.1 > 0) { PartitionStatus::Stop } else { PartitionStatus::Ok });
             }
         }
-        let max_lag = lag_per_partition.values().copied().max();
-        let max_lag_seconds = lag_seconds_per_partition.values().copied().reduce(f64::max);
-        StatsDoc {
-            timestamp: rfc3339(end),
-            window_start_ms: start,
-            window_end_ms: end,
-            all_events,
-            invalid,
-            quality,
-            unparseable: record(RecordKind::Unparseable),
-            not_object: record(RecordKind::NotObject),
-            tombstones: record(RecordKind::Tombstone),
-            lag_per_partition,
-            lag_seconds_per_partition,
-            status_per_partition,
-            max_lag,
-            max_lag_seconds,
-            records_in: all_events,
-            records_delivered: count(Observation::Delivered),
-            observers: self
-                .custom
-                .iter()
-                .enumerate()
-                .map(|(i, name)| (name.clone(), count(Observation::Custom(u16::try_from(i).unwrap_or(u16::MAX)))))
-                .collect(),
-            samples: {
-                let mut samples: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
-                for (observation, n) in &counts {
-                    if let (Observation::Sample(metric, partition, offset), true) = (observation, *n > 0) {
-                        if let Some(name) = self.custom.get(usize::from(*metric)) {
-                            let list = samples.entry(name.clone()).or_default();
-                            if list.len() < SAMPLES_PER_WINDOW {
-                                list.push((*partition, *offset));
-                            }
-                        }
+        lag
+    }
+
+    /// A few records behind the custom observers' counts, by metric.
+    fn samples(&self, counts: &BTreeMap<Observation, i64>) -> BTreeMap<String, Vec<(i32, i64)>> {
+        let mut samples: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
+        for (observation, n) in counts {
+            if let (Observation::Sample(metric, partition, offset), true) = (observation, *n > 0) {
+                if let Some(name) = self.custom.get(usize::from(*metric)) {
+                    let list = samples.entry(name.clone()).or_default();
+                    if list.len() < SAMPLES_PER_WINDOW {
+                        list.push((*partition, *offset));
                     }
                 }
-                samples
-            },
-            metrics: figures.iter().map(|f| (f.key.path(), f.value)).collect(),
-            figures,
-            sampling: {
-                let (observed, skipped) = (count(Observation::Sampled(true)), count(Observation::Sampled(false)));
-                let seen = observed + skipped;
-                let rate = if seen > 0 { observed as f64 / seen as f64 } else { 1.0 };
-                let mut sampling = BTreeMap::new();
-                if seen > 0 {
-                    sampling.insert("observers".to_owned(), Sampling { seen, observed, rate });
-                }
-                sampling
-            },
+            }
         }
+        samples
     }
+}
+
+/// Lag per partition at a window's end: offsets, seconds (where known), status.
+#[derive(Debug, Default)]
+struct LagAtEnd {
+    offsets: BTreeMap<String, i64>,
+    seconds: BTreeMap<String, f64>,
+    status: BTreeMap<String, PartitionStatus>,
+}
+
+/// What the sampled record observers saw of a window's records.
+fn sampling(observed: i64, skipped: i64) -> BTreeMap<String, Sampling> {
+    let seen = observed + skipped;
+    let mut sampling = BTreeMap::new();
+    if seen > 0 {
+        sampling.insert("observers".to_owned(), Sampling { seen, observed, rate: observed as f64 / seen as f64 });
+    }
+    sampling
 }
 
 impl WindowFolder {
@@ -441,78 +454,42 @@ impl<'scope> StatsWindows<'scope> for Stream<'scope, u64, Vec<(Observation, u64,
     fn stats_windows(self, layout: StatsLayout) -> Stream<'scope, u64, Vec<StatsDoc>> {
         let StatsLayout { window_ms, fields, custom, invalid, specs } = layout;
         let window_ms = window_ms.max(1);
-        let worker = self.scope().index();
-        self.unary_frontier::<CapacityContainerBuilder<Vec<StatsDoc>>, _, _, _>(
-            Exchange::new(|_: &(Observation, u64, isize)| 0),
-            "StatsWindows",
-            move |capability, _info| {
-                let mut capability: Option<Capability<u64>> = (worker == 0).then_some(capability);
-                let mut folder = WindowFolder {
-                    window_ms,
-                    fields,
-                    custom,
-                    invalid,
-                    kinds: specs.into_iter().map(|(name, spec)| (name, spec.kind)).collect(),
-                    level_updates: BTreeMap::new(),
-                    levels: BTreeMap::new(),
-                    counts: BTreeMap::new(),
-                    lag_updates: BTreeMap::new(),
-                    lag: BTreeMap::new(),
-                    history: BTreeMap::new(),
-                    next_window: None,
-                    last_time: 0,
-                };
-                move |(input, frontier), output| {
-                    input.for_each(|_, data| {
-                        for (observation, time, diff) in data.drain(..) {
-                            folder.absorb(observation, time, diff);
-                        }
-                    });
-                    let Some(cap) = capability.as_mut() else { return };
-                    let bound = frontier.frontier().first().copied();
-                    // The first window starts at the first real epoch (the sources start at 0).
-                    if folder.next_window.is_none() {
-                        let first = match bound {
-                            Some(t) if t > 0 => Some(t),
-                            None if folder.last_time > 0 => Some(folder.last_time),
-                            _ => None,
-                        };
-                        let earliest_data = folder.counts.keys().next().copied();
-                        folder.next_window = first.map(|t| {
-                            let start = t - t % window_ms;
-                            earliest_data.map_or(start, |d| d.min(start))
-                        });
-                    }
-                    // Empty windows are reported, but a gap of more than MAX_EMPTY_WINDOWS (the job
-                    // was suspended, or the clock jumped) is skipped with a warning.
-                    if let (Some(start), Some(t)) = (folder.next_window, bound) {
-                        let behind = t.saturating_sub(start) / window_ms;
-                        if behind > MAX_EMPTY_WINDOWS && folder.counts.range(..t).next().is_none() {
-                            let resume = t - t % window_ms;
-                            tracing::warn!(from = start, to = resume, "skipping {behind} empty observation windows");
-                            folder.next_window = Some(resume);
-                        }
-                    }
-                    while let Some(start) = folder.next_window {
-                        let complete = match bound {
-                            Some(t) => t >= start + window_ms,
-                            None => start <= folder.last_time,
-                        };
-                        if !complete {
-                            break;
-                        }
-                        let doc = folder.close(start);
-                        output.session(&*cap).give(doc);
-                        folder.next_window = Some(start + window_ms);
-                    }
-                    match bound {
-                        Some(t) if t > *cap.time() => cap.downgrade(&t),
-                        Some(_) => {}
-                        None => capability = None,
-                    }
-                }
-            },
-        )
+        let folder = WindowFolder {
+            window_ms,
+            fields,
+            custom,
+            invalid,
+            kinds: specs.into_iter().map(|(name, spec)| (name, spec.kind)).collect(),
+            level_updates: BTreeMap::new(),
+            levels: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            lag_updates: BTreeMap::new(),
+            lag: BTreeMap::new(),
+            history: BTreeMap::new(),
+            last_time: 0,
+        };
+        close_windows(self, "StatsWindows", window_ms, folder)
+    }
+}
+
+impl WindowState for WindowFolder {
+    type Output = StatsDoc;
+    type Data = Observation;
+
+    fn absorb(&mut self, observation: Observation, time: u64, diff: isize) {
+        WindowFolder::absorb(self, observation, time, diff);
+    }
+
+    fn earliest(&self) -> Option<u64> {
+        self.counts.keys().next().copied()
+    }
+
+    fn latest(&self) -> u64 {
+        self.last_time
+    }
+
+    fn close(&mut self, start: u64) -> StatsDoc {
+        WindowFolder::close(self, start)
     }
 }
 

@@ -185,9 +185,21 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("expected a duration such as `1s` or `250ms`, got `{text}` ({e})"))
 }
 
-fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+/// Reads a duration written for humans from a config value (`deserialize_with`): the one
+/// duration parser of every config table.
+pub fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// [`deserialize_duration`] for an optional value.
+pub fn deserialize_optional_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
+    deserialize_duration(d).map(Some)
+}
+
+/// Writes a duration as [`parse_duration`] reads it (`serialize_with`).
+pub fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
 /// Keys the engine sets itself on its consumer; a user value for them would break delivery guarantees.

@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
+use serde::{Deserialize, Serialize};
+use tidewatch_engine::config::{deserialize_duration, serialize_duration};
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
 
 use crate::stats::{rfc3339, StatsDoc};
@@ -62,17 +61,8 @@ pub struct AlertRule {
     /// The threshold.
     pub threshold: f64,
     /// How long the condition must hold before the alert fires (`"5m"`, `"0s"`).
-    #[serde(rename = "for", deserialize_with = "duration", serialize_with = "duration_text")]
+    #[serde(rename = "for", deserialize_with = "deserialize_duration", serialize_with = "serialize_duration")]
     pub for_: Duration,
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("expected a duration such as `5m`, got `{text}` ({e})")))
-}
-
-fn duration_text<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
 impl AlertRule {
@@ -187,19 +177,9 @@ pub trait EvaluateAlerts<'scope> {
 
 impl<'scope> EvaluateAlerts<'scope> for Stream<'scope, u64, Vec<StatsDoc>> {
     fn alerts(self, rules: Vec<AlertRule>) -> Stream<'scope, u64, Vec<AlertEvent>> {
+        // The documents come from worker 0's stats windows, one window after another.
         let mut evaluator = AlertEvaluator::new(rules);
-        self.unary::<CapacityContainerBuilder<Vec<AlertEvent>>, _, _, _>(Pipeline, "Alerts", move |_, _| {
-            move |input, output| {
-                input.for_each(|capability, docs| {
-                    let Some(capability) = capability.retain_least(output.output_index()) else { return };
-                    docs.sort_by_key(|d| d.window_end_ms);
-                    let mut session = output.session(&capability);
-                    for doc in docs.iter() {
-                        session.give_iterator(evaluator.evaluate(doc).into_iter());
-                    }
-                });
-            }
-        })
+        self.flat_map(move |doc| evaluator.evaluate(&doc))
     }
 }
 

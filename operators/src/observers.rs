@@ -11,6 +11,7 @@ use crossbeam_channel::Sender;
 use differential_dataflow::{AsCollection, VecCollection};
 use serde::Deserialize;
 use tidewatch_engine::budget::{CopyClock, Sampler};
+use tidewatch_engine::config::deserialize_duration;
 use tidewatch_engine::counts::arrange_compacted;
 use tidewatch_engine::{Observe, ObserveInputs, RecordStream, WorkerContext};
 use timely::dataflow::operators::vec::Map;
@@ -36,7 +37,7 @@ pub struct ObserveConfig {
     /// Watched fields, as dotted paths into the JSON value.
     pub fields: Vec<String>,
     /// Length of an observation window (a multiple of the epoch interval).
-    #[serde(deserialize_with = "window")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub window: Duration,
     /// Alert rules (`[[observe.alerts]]`); the reference rule "max_lag > 15 for 5m" when absent.
     pub alerts: Vec<AlertRule>,
@@ -58,11 +59,6 @@ pub struct ObserveConfig {
     /// Settings of the protocol observers, by `<observer>.<key>` (e.g.
     /// `"distinct_users.field" = "user_id"`).
     pub settings: BTreeMap<String, String>,
-}
-
-fn window<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("expected a duration such as `10s`, got `{text}` ({e})")))
 }
 
 impl Default for ObserveConfig {

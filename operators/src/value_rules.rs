@@ -36,6 +36,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use tidewatch_engine::config::deserialize_optional_duration;
+
 use crate::custom::{Counts, ObserverFactory, RecordObserver, RecordView};
 
 /// One rule.
@@ -55,13 +57,8 @@ pub struct ValueRule {
     /// The numeric value must be at most this.
     pub max: Option<f64>,
     /// The RFC 3339 timestamp must be at most this old (and at most this far in the future).
-    #[serde(default, deserialize_with = "optional_duration")]
+    #[serde(default, deserialize_with = "deserialize_optional_duration")]
     pub max_age: Option<Duration>,
-}
-
-fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map(Some).map_err(|e| serde::de::Error::custom(format!("expected a duration such as `1h`, got `{text}` ({e})")))
 }
 
 /// A rule that cannot be used; names the key.

@@ -159,6 +159,29 @@ pub struct RunSummary {
     pub waits: Waits,
 }
 
+/// The partition plan and, in exactly-once mode, this process's transactional producers.
+///
+/// The first plan checks the brokers and topics. In exactly-once mode the consumer reads
+/// committed offsets as "stable", which waits for a crashed instance's open transaction
+/// until fencing aborts it; so the first look reads them unstable, the producers fence
+/// the previous run of this process's workers (aborting its open transactions), and the
+/// plan is made again, on committed offsets that are now final.
+fn plan_and_fence(job: &JobConfig, kafka: &KafkaConfig, cluster: &Cluster, control: &Arc<JobControl>) -> Result<(TopicPlan, Vec<Option<TransactionalProducer>>)> {
+    match job.guarantee {
+        Guarantee::AtLeastOnce => Ok((TopicPlan::resolve(job, kafka)?, Vec::new())),
+        Guarantee::ExactlyOnce => {
+            let mut first_look = kafka.clone();
+            first_look.consumer.insert("isolation.level".to_owned(), "read_uncommitted".to_owned());
+            TopicPlan::resolve(job, &first_look)?;
+            let first_worker = cluster.process * cluster.workers;
+            let producers = (first_worker..first_worker + cluster.workers)
+                .map(|w| TransactionalProducer::init(kafka, &job.output_topic, job.transactional_id(w), Arc::clone(control)).map(Some))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((TopicPlan::resolve(job, kafka)?, producers))
+        }
+    }
+}
+
 /// Where the workers of a process spent their time, and how often the copy path waited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Waits {
@@ -207,31 +230,8 @@ pub fn run_job<O: Observe>(
     job.validate()?;
     let timely_config = cluster.timely_config()?;
     let kafka = kafka.for_guarantee(job.guarantee)?;
-    // The first plan checks the brokers and topics. In exactly-once mode the consumer reads
-    // committed offsets as "stable", which waits for a crashed instance's open transaction
-    // until fencing (below) aborts it; so this first look reads them unstable, and the plan
-    // is made again once the previous instance is fenced.
-    let mut plan = match job.guarantee {
-        Guarantee::AtLeastOnce => TopicPlan::resolve(&job, &kafka)?,
-        Guarantee::ExactlyOnce => {
-            let mut first_look = kafka.clone();
-            first_look.consumer.insert("isolation.level".to_owned(), "read_uncommitted".to_owned());
-            TopicPlan::resolve(&job, &first_look)?
-        }
-    };
-    // Exactly-once: fence the previous run of this process's workers (aborting its open
-    // transactions) before reading where to start, so the committed offsets are final.
     let first_worker = cluster.process * cluster.workers;
-    let producers: Vec<Option<TransactionalProducer>> = match job.guarantee {
-        Guarantee::AtLeastOnce => Vec::new(),
-        Guarantee::ExactlyOnce => {
-            let producers = (first_worker..first_worker + cluster.workers)
-                .map(|w| TransactionalProducer::init(&kafka, &job.output_topic, job.transactional_id(w), Arc::clone(&control)).map(Some))
-                .collect::<Result<Vec<_>>>()?;
-            plan = TopicPlan::resolve(&job, &kafka)?;
-            producers
-        }
-    };
+    let (plan, producers) = plan_and_fence(&job, &kafka, cluster, &control)?;
     let producers = std::sync::Mutex::new(producers);
     let (monitor, watermark_feed) = spawn_watermark_monitor(&kafka, &plan.topic, plan.partitions.clone(), job.epoch_interval, Arc::clone(&control))?;
 
@@ -299,6 +299,11 @@ pub fn run_job<O: Observe>(
             control.fail(EngineError::Runtime(format!("a worker panicked: {panic}")));
         }
     }
+    summary(&control)
+}
+
+/// The figures of a finished run, or its first failure.
+fn summary(control: &JobControl) -> Result<RunSummary> {
     if let Some(error) = control.take_failure() {
         return Err(error);
     }

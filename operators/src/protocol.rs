@@ -127,8 +127,16 @@ pub fn specs(observers: &[std::sync::Arc<dyn DataflowObserver>]) -> BTreeMap<Str
 /// and, unless the string holds escapes, without allocating (`None` when the value is
 /// not an object, or the field is absent or not a string).
 pub fn top_level_str<'a>(value: &'a [u8], field: &str) -> Option<std::borrow::Cow<'a, str>> {
+    use serde::de::Deserializer as _;
+    let mut de = serde_json::Deserializer::from_slice(value);
+    de.deserialize_map(scan::Find(field)).ok().flatten()
+}
+
+/// The visitors of [`top_level_str`].
+mod scan {
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
     use std::borrow::Cow;
+
 
     /// Whether a key equals the field, compared in place.
     struct IsKey<'f>(&'f str);
@@ -192,7 +200,7 @@ pub fn top_level_str<'a>(value: &'a [u8], field: &str) -> Option<std::borrow::Co
         }
     }
 
-    struct Find<'f>(&'f str);
+    pub(super) struct Find<'f>(pub(super) &'f str);
     impl<'de> Visitor<'de> for Find<'_> {
         type Value = Option<Cow<'de, str>>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -211,8 +219,6 @@ pub fn top_level_str<'a>(value: &'a [u8], field: &str) -> Option<std::borrow::Co
             Ok(found.flatten())
         }
     }
-    let mut de = serde_json::Deserializer::from_slice(value);
-    de.deserialize_map(Find(field)).ok().flatten()
 }
 
 #[cfg(test)]

@@ -34,10 +34,12 @@ use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext}
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
+use timely::dataflow::operators::{Capability, InputCapability};
 use timely::dataflow::Stream;
+use timely::progress::frontier::MutableAntichain;
 
 use crate::config::KafkaConfig;
 use crate::control::{JobControl, JobMetrics};
@@ -362,100 +364,180 @@ impl KafkaSink {
         source: &SourceHandle,
         control: Arc<JobControl>,
     ) -> Result<Stream<'scope, u64, Vec<Delivered>>> {
-        let flow = Rc::clone(source.flow());
-        let copy_clock = Rc::clone(source.copy_clock());
         let brokers = kafka.brokers().to_owned();
         let context = SinkContext::new(topic, Arc::clone(&control));
         let producer: BaseProducer<SinkContext> = kafka
             .producer_config()?
             .create_with_context(context)
             .map_err(|e| EngineError::kafka(&brokers, "creating the sink producer", e))?;
-        producer.context().report_stats_as(records.scope().index());
-        let mut producer = SinkProducer::new(producer, &brokers)?;
-        let topic = topic.to_owned();
-        let scope = records.scope();
-        let name = format!("KafkaSink({topic})");
+        let sink = AtLeastOnce {
+            producer: SinkProducer::new(producer, &brokers)?,
+            topic: topic.to_owned(),
+            control: Arc::clone(&control),
+            pending: BTreeMap::new(),
+            free_slots: (0..SLOTS).rev().collect(),
+        };
+        Ok(attach(records, &format!("KafkaSink({topic})"), source, control, sink))
+    }
+}
 
-        let stream = records.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Delivered>>, _, _, _>(
-            Pipeline,
-            &name,
-            move |_capability, info| {
-                let activator = scope.activator_for(Rc::clone(&info.address));
-                // Delivery reports wake the sink: no timer while acknowledgements are due.
-                producer.events.wake_on_nonempty(waker(scope.worker().sync_activator_for(info.address.to_vec())));
-                let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
-                let mut free_slots: Vec<usize> = (0..SLOTS).rev().collect();
-                let mut failed = false;
-                let mut last_merge = Instant::now();
-                move |(input, frontier), output| {
-                    let started = Instant::now();
-                    let port = output.output_index();
-                    producer.context().now_ms.store(now_ms(), Ordering::Relaxed);
-                    input.for_each(|capability, data| {
-                        if failed {
-                            data.clear();
-                            return;
-                        }
-                        let Some(&epoch) = capability.least() else {
-                            control.fail(EngineError::Runtime(format!("{} received records without a timestamp", "KafkaSink")));
-                            failed = true;
-                            return;
-                        };
-                        if !pending.contains_key(&epoch) {
-                            let slot = loop {
-                                if let Some(slot) = free_slots.pop() {
-                                    break Some(slot);
-                                }
-                                // Every slot awaits acknowledgements: wait for closed epochs to be acknowledged.
-                                let closed = pending.keys().any(|e| !frontier.less_equal(e));
-                                if !closed {
-                                    break None;
-                                }
-                                producer.producer.poll(QUEUE_FULL_BACKOFF);
-                                release(producer.context(), &mut pending, &mut free_slots, frontier.frontier(), &control, |capability, delivered| {
-                                    output.session(capability).give(delivered);
-                                });
-                            };
-                            let Some(slot) = slot else {
-                                control.fail(EngineError::Runtime(format!("KafkaSink({topic}) has {SLOTS} epochs in flight, none closed")));
-                                failed = true;
-                                data.clear();
-                                return;
-                            };
-                            producer.context().acked[slot].store(0, Ordering::Relaxed);
-                            pending.insert(epoch, Pending { capability: capability.delayed(&epoch, port), slot, sent: 0 });
-                        }
-                        let Some(entry) = pending.get_mut(&epoch) else { return };
-                        let (sent, result) = producer.send_batch(std::mem::take(data), entry.slot);
-                        if let Err(error) = result {
-                            control.fail(error);
-                            failed = true;
-                        }
-                        entry.sent += sent;
-                        JobMetrics::add(&control.metrics.records_out, sent);
-                    });
-                    let more = producer.serve(&flow);
-                    producer.context().merge_latency(&mut last_merge);
-                    copy_clock.charge(started.elapsed());
-                    if let Some(error) = producer.context().take_failure() {
-                        control.fail(error);
-                        failed = true;
-                    }
-                    if failed {
-                        // Keep the capabilities: the failed epochs must never look delivered.
-                        return;
-                    }
+/// The output of a sink operator: the per-epoch deliveries.
+type DeliveredSession<'a> = OutputBuilderSession<'a, u64, CapacityContainerBuilder<Vec<Delivered>>>;
 
-                    release(producer.context(), &mut pending, &mut free_slots, frontier.frontier(), &control, |capability, delivered| {
-                        output.session(capability).give(delivered);
-                    });
-                    if more {
-                        activator.activate();
-                    }
+/// What one kind of sink does with the records it receives and with the epochs its input
+/// frontier passes. Everything else a sink's activation does is the same for every kind,
+/// and done by [`attach`].
+trait SinkLogic: 'static {
+    /// The producer the sink writes with.
+    fn sink(&mut self) -> &mut SinkProducer;
+
+    /// Sends (or sets aside) `data`, received under `capability`. An error fails the job.
+    fn records(
+        &mut self,
+        capability: InputCapability<u64>,
+        data: &mut Vec<Record>,
+        frontier: &MutableAntichain<u64>,
+        output: &mut DeliveredSession<'_>,
+    ) -> Result<()>;
+
+    /// Reports the epochs that are complete, once this activation's records are sent and
+    /// its events served. An error fails the job.
+    fn progress(&mut self, frontier: &MutableAntichain<u64>, output: &mut DeliveredSession<'_>) -> Result<()>;
+
+    /// Runs at every activation once this sink has failed, before it yields.
+    fn failed(&mut self) {}
+}
+
+/// Attaches the sink operator `name` to `records`, writing with `logic`'s producer: the
+/// wiring every sink shares (wake-ups by delivery reports, statistics, latencies, the
+/// flow gate and the copy clock of `source`, failures), around `logic`'s own steps.
+fn attach<'scope, L: SinkLogic>(
+    records: Stream<'scope, u64, Vec<Record>>,
+    name: &str,
+    source: &SourceHandle,
+    control: Arc<JobControl>,
+    mut logic: L,
+) -> Stream<'scope, u64, Vec<Delivered>> {
+    logic.sink().context().report_stats_as(records.scope().index());
+    let flow = Rc::clone(source.flow());
+    let copy_clock = Rc::clone(source.copy_clock());
+    let scope = records.scope();
+    records.unary_frontier::<CapacityContainerBuilder<Vec<Delivered>>, _, _, _>(Pipeline, name, move |_capability, info| {
+        let activator = scope.activator_for(Rc::clone(&info.address));
+        // Delivery reports wake the sink: no timer while acknowledgements are due.
+        logic.sink().events.wake_on_nonempty(waker(scope.worker().sync_activator_for(info.address.to_vec())));
+        let mut failed = false;
+        let mut last_merge = Instant::now();
+        move |(input, frontier), output| {
+            let started = Instant::now();
+            logic.sink().context().now_ms.store(now_ms(), Ordering::Relaxed);
+            input.for_each(|capability, data| {
+                if failed {
+                    data.clear();
+                    return;
                 }
-            },
-        );
-        Ok(stream)
+                if let Err(error) = logic.records(capability, data, frontier, output) {
+                    control.fail(error);
+                    failed = true;
+                }
+            });
+            let more = logic.sink().serve(&flow);
+            logic.sink().context().merge_latency(&mut last_merge);
+            copy_clock.charge(started.elapsed());
+            if let Some(error) = logic.sink().context().take_failure() {
+                control.fail(error);
+                failed = true;
+            }
+            if !failed {
+                if let Err(error) = logic.progress(frontier, output) {
+                    control.fail(error);
+                    failed = true;
+                }
+            }
+            if failed {
+                // Keep the capabilities: the failed epochs must never look delivered.
+                logic.failed();
+                return;
+            }
+            if more {
+                activator.activate();
+            }
+        }
+    })
+}
+
+/// The at-least-once sink of one worker: each epoch holds a slot counting its
+/// acknowledgements, and is delivered once its input is complete and every record of it
+/// acknowledged.
+#[derive(Debug)]
+struct AtLeastOnce {
+    producer: SinkProducer,
+    topic: String,
+    control: Arc<JobControl>,
+    pending: BTreeMap<u64, Pending>,
+    free_slots: Vec<usize>,
+}
+
+impl AtLeastOnce {
+    /// A free epoch slot, waiting for closed epochs to be acknowledged while every slot is
+    /// taken; `None` when every slot is taken by an epoch still open.
+    fn free_slot(&mut self, frontier: &MutableAntichain<u64>, output: &mut DeliveredSession<'_>) -> Option<usize> {
+        loop {
+            if let Some(slot) = self.free_slots.pop() {
+                return Some(slot);
+            }
+            // Every slot awaits acknowledgements: wait for closed epochs to be acknowledged.
+            let closed = self.pending.keys().any(|e| !frontier.less_equal(e));
+            if !closed {
+                return None;
+            }
+            self.producer.producer.poll(QUEUE_FULL_BACKOFF);
+            self.release(frontier, output);
+        }
+    }
+
+    /// Delivers every pending epoch that is complete (see [`release`]).
+    fn release(&mut self, frontier: &MutableAntichain<u64>, output: &mut DeliveredSession<'_>) {
+        release(self.producer.context(), &mut self.pending, &mut self.free_slots, frontier.frontier(), &self.control, |capability, delivered| {
+            output.session(capability).give(delivered);
+        });
+    }
+}
+
+impl SinkLogic for AtLeastOnce {
+    fn sink(&mut self) -> &mut SinkProducer {
+        &mut self.producer
+    }
+
+    fn records(
+        &mut self,
+        capability: InputCapability<u64>,
+        data: &mut Vec<Record>,
+        frontier: &MutableAntichain<u64>,
+        output: &mut DeliveredSession<'_>,
+    ) -> Result<()> {
+        let Some(&epoch) = capability.least() else {
+            return Err(EngineError::Runtime(format!("{} received records without a timestamp", "KafkaSink")));
+        };
+        if !self.pending.contains_key(&epoch) {
+            let Some(slot) = self.free_slot(frontier, output) else {
+                data.clear();
+                return Err(EngineError::Runtime(format!("KafkaSink({}) has {SLOTS} epochs in flight, none closed", self.topic)));
+            };
+            self.producer.context().acked[slot].store(0, Ordering::Relaxed);
+            let capability = capability.delayed(&epoch, output.output_index());
+            self.pending.insert(epoch, Pending { capability, slot, sent: 0 });
+        }
+        let Some(entry) = self.pending.get_mut(&epoch) else { return Ok(()) };
+        let (sent, result) = self.producer.send_batch(std::mem::take(data), entry.slot);
+        entry.sent += sent;
+        JobMetrics::add(&self.control.metrics.records_out, sent);
+        result
+    }
+
+    fn progress(&mut self, frontier: &MutableAntichain<u64>, output: &mut DeliveredSession<'_>) -> Result<()> {
+        self.release(frontier, output);
+        Ok(())
     }
 }
 
@@ -603,107 +685,95 @@ impl KafkaSink {
         source: Rc<SourceHandle>,
         control: Arc<JobControl>,
     ) -> Result<Stream<'scope, u64, Vec<Delivered>>> {
-        producer.sink.context().report_stats_as(records.scope().index());
-        let mut producer = producer;
-        let topic = topic.to_owned();
-        let scope = records.scope();
         let name = format!("KafkaSink({topic}, exactly-once)");
+        let sink = ExactlyOnce {
+            producer,
+            source: Rc::clone(&source),
+            topic: topic.to_owned(),
+            control: Arc::clone(&control),
+            open: None,
+            later: BTreeMap::new(),
+        };
+        Ok(attach(records, &name, &source, control, sink))
+    }
+}
 
-        let stream = records.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Delivered>>, _, _, _>(
-            Pipeline,
-            &name,
-            move |_capability, info| {
-                let activator = scope.activator_for(Rc::clone(&info.address));
-                // Delivery reports wake the sink: no timer while acknowledgements are due.
-                producer.sink.events.wake_on_nonempty(waker(scope.worker().sync_activator_for(info.address.to_vec())));
-                let producer = Rc::new(producer);
-                let mut open: Option<OpenTransaction> = None;
-                let mut later: BTreeMap<u64, (Capability<u64>, Vec<Record>)> = BTreeMap::new();
-                let mut failed = false;
-                let mut last_merge = Instant::now();
-                move |(input, frontier), output| {
-                    let started = Instant::now();
-                    let port = output.output_index();
-                    let context = producer.sink.context();
-                    context.now_ms.store(now_ms(), Ordering::Relaxed);
-                    input.for_each(|capability, data| {
-                        if failed {
-                            data.clear();
-                            return;
-                        }
-                        let step = match (capability.least().copied(), open.as_mut()) {
-                            (None, _) => Err(EngineError::Runtime(format!("KafkaSink({topic}) received records without a timestamp"))),
-                            (Some(epoch), Some(txn)) if txn.epoch == epoch => produce(&producer, txn, data),
-                            (Some(epoch), Some(txn)) if txn.epoch < epoch => {
-                                later.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, port), Vec::new())).1.append(data);
-                                Ok(())
-                            }
-                            (Some(epoch), Some(txn)) => Err(EngineError::Runtime(format!(
-                                "KafkaSink({topic}) received records of epoch {epoch} after the transaction of epoch {} began",
-                                txn.epoch
-                            ))),
-                            (Some(epoch), None) => producer.begin(epoch).and_then(|()| {
-                                let txn = open.insert(OpenTransaction { epoch, capability: capability.delayed(&epoch, port), sent: 0 });
-                                produce(&producer, txn, data)
-                            }),
-                        };
-                        if let Err(error) = step {
-                            control.fail(error);
-                            failed = true;
-                            data.clear();
-                        }
-                    });
-                    let more = producer.sink.serve(source.flow());
-                    context.merge_latency(&mut last_merge);
-                    source.copy_clock().charge(started.elapsed());
-                    if let Some(error) = context.take_failure() {
-                        control.fail(error);
-                        failed = true;
-                    }
-                    if failed {
-                        // Keep the capabilities: the failed epochs must never look delivered.
-                        producer.abort();
-                        return;
-                    }
+/// The exactly-once sink of one worker: the open transaction, and the records of later
+/// epochs waiting for its commit.
+#[derive(Debug)]
+struct ExactlyOnce {
+    producer: TransactionalProducer,
+    source: Rc<SourceHandle>,
+    topic: String,
+    control: Arc<JobControl>,
+    open: Option<OpenTransaction>,
+    later: BTreeMap<u64, (Capability<u64>, Vec<Record>)>,
+}
 
-                    // Commit every open epoch that is complete, oldest first.
-                    while let Some(txn) = open.take_if(|txn| !frontier.less_equal(&txn.epoch)) {
-                        let committed = match source.take_positions_before(Some(txn.epoch + 1)) {
-                            Some(positions) => producer.commit(txn.epoch, &positions, &source),
-                            None => Err(EngineError::Runtime(format!(
-                                "KafkaSink({topic}): epoch {} sent {} records but its source positions did not move",
-                                txn.epoch, txn.sent
-                            ))),
-                        };
-                        if let Err(error) = committed {
-                            control.fail(error);
-                            failed = true;
-                            producer.abort();
-                            open = Some(txn);
-                            return;
-                        }
-                        JobMetrics::add(&control.metrics.records_delivered, txn.sent);
-                        JobMetrics::add(&control.metrics.commits, 1);
-                        tracing::debug!(transactional_id = %producer.id, epoch = txn.epoch, records = txn.sent, "transaction committed");
-                        output.session(&txn.capability).give(Delivered { epoch: txn.epoch, records: txn.sent });
-                        if let Some((epoch, (capability, mut data))) = later.pop_first() {
-                            let txn = OpenTransaction { epoch, capability, sent: 0 };
-                            let txn = open.insert(txn);
-                            if let Err(error) = producer.begin(epoch).and_then(|()| produce(&producer, txn, &mut data)) {
-                                control.fail(error);
-                                failed = true;
-                                producer.abort();
-                                return;
-                            }
-                        }
-                    }
-                    if more {
-                        activator.activate();
-                    }
-                }
-            },
-        );
-        Ok(stream)
+impl SinkLogic for ExactlyOnce {
+    fn sink(&mut self) -> &mut SinkProducer {
+        &mut self.producer.sink
+    }
+
+    fn records(
+        &mut self,
+        capability: InputCapability<u64>,
+        data: &mut Vec<Record>,
+        _frontier: &MutableAntichain<u64>,
+        output: &mut DeliveredSession<'_>,
+    ) -> Result<()> {
+        let (producer, topic, port) = (&self.producer, &self.topic, output.output_index());
+        let step = match (capability.least().copied(), self.open.as_mut()) {
+            (None, _) => Err(EngineError::Runtime(format!("KafkaSink({topic}) received records without a timestamp"))),
+            (Some(epoch), Some(txn)) if txn.epoch == epoch => produce(producer, txn, data),
+            (Some(epoch), Some(txn)) if txn.epoch < epoch => {
+                self.later.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, port), Vec::new())).1.append(data);
+                Ok(())
+            }
+            (Some(epoch), Some(txn)) => Err(EngineError::Runtime(format!(
+                "KafkaSink({topic}) received records of epoch {epoch} after the transaction of epoch {} began",
+                txn.epoch
+            ))),
+            (Some(epoch), None) => producer.begin(epoch).and_then(|()| {
+                let txn = self.open.insert(OpenTransaction { epoch, capability: capability.delayed(&epoch, port), sent: 0 });
+                produce(producer, txn, data)
+            }),
+        };
+        if step.is_err() {
+            data.clear();
+        }
+        step
+    }
+
+    /// Commits every open epoch that is complete, oldest first, and begins the next.
+    fn progress(&mut self, frontier: &MutableAntichain<u64>, output: &mut DeliveredSession<'_>) -> Result<()> {
+        while let Some(txn) = self.open.take_if(|txn| !frontier.less_equal(&txn.epoch)) {
+            let committed = match self.source.take_positions_before(Some(txn.epoch + 1)) {
+                Some(positions) => self.producer.commit(txn.epoch, &positions, &self.source),
+                None => Err(EngineError::Runtime(format!(
+                    "KafkaSink({}): epoch {} sent {} records but its source positions did not move",
+                    self.topic, txn.epoch, txn.sent
+                ))),
+            };
+            if let Err(error) = committed {
+                self.open = Some(txn);
+                return Err(error);
+            }
+            JobMetrics::add(&self.control.metrics.records_delivered, txn.sent);
+            JobMetrics::add(&self.control.metrics.commits, 1);
+            tracing::debug!(transactional_id = %self.producer.id, epoch = txn.epoch, records = txn.sent, "transaction committed");
+            output.session(&txn.capability).give(Delivered { epoch: txn.epoch, records: txn.sent });
+            if let Some((epoch, (capability, mut data))) = self.later.pop_first() {
+                let txn = self.open.insert(OpenTransaction { epoch, capability, sent: 0 });
+                self.producer.begin(epoch).and_then(|()| produce(&self.producer, txn, &mut data))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Aborts the open transaction: neither its records nor its offsets count.
+    fn failed(&mut self) {
+        self.producer.abort();
     }
 }
 

@@ -503,6 +503,10 @@ impl VisitGenerator {
     }
 
     /// Writes the next fresh record into the buffers and `self.outcome`.
+    ///
+    /// Draws from `self.rng` (partition, page, then the visit's next step) and from
+    /// `self.fault_rng` (faults, a UUID key, the corruption) in a fixed order: the
+    /// output depends on it.
     fn generate(&mut self) {
         let slot = match self.queue.peek() {
             Some(Reverse((_, slot))) => *slot as usize,
@@ -515,12 +519,27 @@ impl VisitGenerator {
         };
         let partition = self.choose_partition();
         let page = PAGES[self.rng.gen_range(0..PAGES.len())];
+        self.outcome.partition = partition;
+        let modes = self.draw_faults();
 
-        // Faults.
+        let time = self.visits[slot].time;
+        let event_secs = if self.outcome.late { time.saturating_sub(self.late_secs) } else { time };
+        self.outcome.timestamp_ms = event_secs.saturating_mul(1000);
+
+        self.write_record_key(slot, &modes);
+        self.write_value(slot, event_secs, page, &modes);
+        self.corrupt_value();
+        self.classify_important(slot, &modes);
+        self.advance_visit(slot);
+    }
+
+    /// Draws the faults of the next record into `self.outcome` and returns the mode of
+    /// every node they imply (the corruption is drawn here, applied by
+    /// [`Self::corrupt_value`]).
+    fn draw_faults(&mut self) -> Modes {
         let frng = &mut self.fault_rng;
         let mut modes: Modes = [Mode::Natural; NODE_COUNT];
         let o = &mut self.outcome;
-        o.partition = partition;
         o.nulled = hit(&self.faults.null, frng);
         if o.nulled {
             let mask: u8 = frng.gen_range(1..64);
@@ -549,32 +568,40 @@ impl VisitGenerator {
         } else {
             None
         };
+        modes
+    }
 
-        let visit = &self.visits[slot];
-        let event_secs = if o.late { visit.time.saturating_sub(self.late_secs) } else { visit.time };
-        o.timestamp_ms = event_secs.saturating_mul(1000);
-
-        // Key.
+    /// Writes the Kafka key into `self.key`: the visit id of the visit in `slot`, or a
+    /// random UUID when `visit_id` is faulted.
+    fn write_record_key(&mut self, slot: usize, modes: &Modes) {
         self.key.clear();
         if modes[Node::VisitId.index()] == Mode::Natural {
-            self.key.extend_from_slice(visit.visit_id.as_bytes());
+            self.key.extend_from_slice(self.visits[slot].visit_id.as_bytes());
         } else {
-            let uuid = uuid::Builder::from_random_bytes(frng.gen()).into_uuid();
+            let uuid = uuid::Builder::from_random_bytes(self.fault_rng.gen()).into_uuid();
             let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
             self.key.extend_from_slice(uuid.hyphenated().encode_lower(&mut text).as_bytes());
         }
+    }
 
-        // Value.
+    /// Writes the JSON document of the visit in `slot` into `self.value`, each node as
+    /// `modes` says.
+    fn write_value(&mut self, slot: usize, event_secs: i64, page: &str, modes: &Modes) {
         self.value.clear();
         let cached_context = modes[Node::Context.index() + 1..].iter().all(|m| *m == Mode::Natural);
-        let view = View { visit, event_secs, page, cached_context };
+        let view = View { visit: &self.visits[slot], event_secs, page, cached_context };
         self.value.push(b'{');
         let mut first = true;
         for node in TOP_LEVEL {
-            write_node(&mut self.value, &mut first, node, &modes, &view);
+            write_node(&mut self.value, &mut first, node, modes, &view);
         }
         self.value.push(b'}');
-        match o.corruption {
+    }
+
+    /// Makes `self.value` unparseable as `self.outcome.corruption` says, if at all.
+    fn corrupt_value(&mut self) {
+        let frng = &mut self.fault_rng;
+        match self.outcome.corruption {
             Some(Corruption::Truncated) => {
                 let cut = frng.gen_range(1..self.value.len());
                 self.value.truncate(cut);
@@ -589,15 +616,22 @@ impl VisitGenerator {
             }
             None => {}
         }
+    }
 
-        // How the important fields read.
-        let natural = visit.natural();
-        o.kinds.clear();
+    /// Records in `self.outcome.kinds` how each important field reads in the record of
+    /// the visit in `slot` written with `modes`.
+    fn classify_important(&mut self, slot: usize, modes: &Modes) {
+        let natural = self.visits[slot].natural();
+        let kinds = &mut self.outcome.kinds;
+        kinds.clear();
         for (_, chain) in &self.important {
-            o.kinds.push(chain.as_deref().map_or(Kind::Missing, |c| schema::classify(c, &modes, natural)));
+            kinds.push(chain.as_deref().map_or(Kind::Missing, |c| schema::classify(c, modes, natural)));
         }
+    }
 
-        // Move the visit on.
+    /// Moves the visit in `slot` on to its next refresh, or replaces it with a new visit
+    /// when it has none left, and requeues it.
+    fn advance_visit(&mut self, slot: usize) {
         let now = self.visits[slot].time;
         let visit = &mut self.visits[slot];
         visit.remaining = visit.remaining.saturating_sub(1);

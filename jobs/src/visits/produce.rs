@@ -486,83 +486,131 @@ pub fn produce_into<S: StopFlag + ?Sized>(
         tracing::warn!("--bursty needs a rate: producing as fast as possible");
     }
     let pacer = Pacer { rate: settings.rate as f64, bursty: settings.bursty };
-    let bar = progress_bar(settings);
-    let context = producer.context();
-    let mut reported = 0u64;
-    let mut report_acks = || {
-        let delivered = context.delivered.load(Ordering::Relaxed);
-        if let Some(counter) = acknowledged {
-            counter.fetch_add(delivered - reported, Ordering::Relaxed);
-        }
-        reported = delivered;
-    };
+    let mut run = ProduceRun { settings, bar: progress_bar(settings), producer, acknowledged, reported: 0 };
 
     tracing::info!(brokers = %settings.brokers, topic = %settings.topic, rate = settings.rate, count = ?settings.count, "producing visits");
     let started = Instant::now();
-    let mut sent = 0u64;
-    let mut stopped = false;
-    loop {
-        if settings.count.is_some_and(|c| sent >= c) {
-            break;
-        }
-        if stop.should_stop() {
-            stopped = true;
-            break;
-        }
-        if sent % 64 == 0 && settings.duration.is_some_and(|d| started.elapsed() >= d) {
-            break;
-        }
-        if let Some(due) = pacer.due(sent) {
-            let elapsed = started.elapsed();
-            if due > elapsed + Duration::from_micros(200) {
-                producer.poll((due - elapsed).min(Duration::from_millis(50)));
-                report_acks();
-                bar.set_position(sent);
-                if settings.duration.is_some_and(|d| started.elapsed() >= d) {
-                    break;
-                }
-                continue;
-            }
-        }
-        send(&producer, settings, generator.next_borrowed())?;
-        sent += 1;
-        if sent % 1024 == 0 {
-            producer.poll(Duration::ZERO);
-            report_acks();
-            bar.set_position(sent);
-            if let Some((failed, first)) = context.failure() {
-                bar.abandon();
-                bail!("{failed} record(s) could not be delivered to `{}`; first: {first}", settings.topic);
-            }
-        }
-    }
-    bar.set_position(sent);
-    bar.set_message("flushing");
-    let flushed = producer.flush(settings.flush_timeout);
-    // Serve the last delivery reports.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while context.delivered.load(Ordering::Relaxed) + context.failed.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
-        producer.poll(Duration::from_millis(10));
-    }
-    report_acks();
-    bar.finish_and_clear();
+    let (sent, stopped) = run.send_records(generator, stop, pacer, started)?;
+    let flushed = run.flush(sent);
     let elapsed = started.elapsed();
-    if let Some((failed, first)) = context.failure() {
-        bail!("{failed} of {sent} record(s) could not be delivered to `{}`; first: {first}", settings.topic);
-    }
-    if let Err(error) = flushed {
-        bail!(
-            "{} of {sent} record(s) still unacknowledged after {:?} ({error}): are the brokers {} reachable?",
-            producer.in_flight_count(),
-            settings.flush_timeout,
-            settings.brokers
-        );
-    }
-    let delivered = context.delivered.load(Ordering::Relaxed);
-    if delivered != sent {
-        bail!("only {delivered} of {sent} record(s) were acknowledged by {}", settings.brokers);
-    }
+    let delivered = run.check_delivered(sent, flushed)?;
     Ok(ProduceReport { sent, delivered, elapsed, stopped })
+}
+
+/// The state of one [`produce_into`] call: the producer, its progress bar, and the
+/// acknowledgements passed on so far.
+struct ProduceRun<'a> {
+    settings: &'a ProduceSettings,
+    /// Declared before `producer`, so it is dropped first.
+    bar: ProgressBar,
+    producer: BaseProducer<DeliveryCounter>,
+    /// Raised as the brokers acknowledge records, if given.
+    acknowledged: Option<&'a AtomicU64>,
+    /// Acknowledgements already added to `acknowledged`.
+    reported: u64,
+}
+
+impl ProduceRun<'_> {
+    /// Adds the acknowledgements since the last call to `self.acknowledged`.
+    fn report_acks(&mut self) {
+        let delivered = self.producer.context().delivered.load(Ordering::Relaxed);
+        if let Some(counter) = self.acknowledged {
+            counter.fetch_add(delivered - self.reported, Ordering::Relaxed);
+        }
+        self.reported = delivered;
+    }
+
+    /// Serves delivery reports for up to `timeout`, then shows the progress of `sent`
+    /// records.
+    fn poll(&mut self, timeout: Duration, sent: u64) {
+        self.producer.poll(timeout);
+        self.report_acks();
+        self.bar.set_position(sent);
+    }
+
+    /// Hands records of `generator` to the producer, paced by `pacer` from `started`,
+    /// until the count, the duration or `stop`. Returns the records sent and whether
+    /// `stop` ended the run; fails early on a delivery error.
+    fn send_records<S: StopFlag + ?Sized>(
+        &mut self,
+        generator: &mut VisitGenerator,
+        stop: &S,
+        pacer: Pacer,
+        started: Instant,
+    ) -> anyhow::Result<(u64, bool)> {
+        let settings = self.settings;
+        let mut sent = 0u64;
+        loop {
+            if settings.count.is_some_and(|c| sent >= c) {
+                return Ok((sent, false));
+            }
+            if stop.should_stop() {
+                return Ok((sent, true));
+            }
+            if sent % 64 == 0 && settings.duration.is_some_and(|d| started.elapsed() >= d) {
+                return Ok((sent, false));
+            }
+            if let Some(due) = pacer.due(sent) {
+                let elapsed = started.elapsed();
+                if due > elapsed + Duration::from_micros(200) {
+                    self.poll((due - elapsed).min(Duration::from_millis(50)), sent);
+                    if settings.duration.is_some_and(|d| started.elapsed() >= d) {
+                        return Ok((sent, false));
+                    }
+                    continue;
+                }
+            }
+            send(&self.producer, settings, generator.next_borrowed())?;
+            sent += 1;
+            if sent % 1024 == 0 {
+                self.poll(Duration::ZERO, sent);
+                if let Some((failed, first)) = self.producer.context().failure() {
+                    self.bar.abandon();
+                    bail!("{failed} record(s) could not be delivered to `{}`; first: {first}", settings.topic);
+                }
+            }
+        }
+    }
+
+    /// Flushes the producer after `sent` records and serves the last delivery reports;
+    /// returns the flush's outcome.
+    fn flush(&mut self, sent: u64) -> Result<(), KafkaError> {
+        self.bar.set_position(sent);
+        self.bar.set_message("flushing");
+        let flushed = self.producer.flush(self.settings.flush_timeout);
+        // Serve the last delivery reports.
+        let context = self.producer.context();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while context.delivered.load(Ordering::Relaxed) + context.failed.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(10));
+        }
+        self.report_acks();
+        self.bar.finish_and_clear();
+        flushed
+    }
+
+    /// The records acknowledged, or why not all `sent` records were (`flushed`: the
+    /// outcome of [`Self::flush`]).
+    fn check_delivered(&self, sent: u64, flushed: Result<(), KafkaError>) -> anyhow::Result<u64> {
+        let settings = self.settings;
+        let context = self.producer.context();
+        if let Some((failed, first)) = context.failure() {
+            bail!("{failed} of {sent} record(s) could not be delivered to `{}`; first: {first}", settings.topic);
+        }
+        if let Err(error) = flushed {
+            bail!(
+                "{} of {sent} record(s) still unacknowledged after {:?} ({error}): are the brokers {} reachable?",
+                self.producer.in_flight_count(),
+                settings.flush_timeout,
+                settings.brokers
+            );
+        }
+        let delivered = context.delivered.load(Ordering::Relaxed);
+        if delivered != sent {
+            bail!("only {delivered} of {sent} record(s) were acknowledged by {}", settings.brokers);
+        }
+        Ok(delivered)
+    }
 }
 
 /// Produces `generator`'s records to `topic` at `rate` records per second until `stop`

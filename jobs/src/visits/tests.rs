@@ -129,93 +129,132 @@ fn faults_do_not_change_the_visits() {
     assert!(intact > 4_000, "{intact}");
 }
 
-#[test]
-fn summary_matches_an_independent_parse() {
-    for (seed, share) in [(5, 0.05), (6, 0.3), (7, 1.0)] {
-        let cfg = faulty_config(seed, share);
-        let (records, summary) = generate(&cfg, 20_000);
+/// What an independent parse of the records finds, to compare with the generator's
+/// [`GeneratorSummary`].
+struct ParsedCounts {
+    fields: BTreeMap<String, FieldCounts>,
+    per_partition: Vec<u64>,
+    unparseable: u64,
+    non_utf8: u64,
+    value_bytes: u64,
+    /// Records equal to the original just before them.
+    duplicates: u64,
+}
 
-        let mut fields: BTreeMap<String, FieldCounts> = cfg.important_fields.iter().map(|f| (f.clone(), FieldCounts::default())).collect();
-        let mut per_partition = vec![0u64; 2];
-        let (mut unparseable, mut non_utf8, mut value_bytes, mut duplicates) = (0u64, 0u64, 0u64, 0u64);
+impl ParsedCounts {
+    /// Parses every record of `records` (generated for `cfg`, two partitions), checking
+    /// the key and the timestamp of every parseable one.
+    fn of(cfg: &GeneratorConfig, records: &[GeneratedRecord]) -> ParsedCounts {
+        let mut counts = ParsedCounts {
+            fields: cfg.important_fields.iter().map(|f| (f.clone(), FieldCounts::default())).collect(),
+            per_partition: vec![0u64; 2],
+            unparseable: 0,
+            non_utf8: 0,
+            value_bytes: 0,
+            duplicates: 0,
+        };
         let mut previous_was_original = false;
         for (i, record) in records.iter().enumerate() {
-            per_partition[record.partition as usize] += 1;
+            counts.per_partition[record.partition as usize] += 1;
             let value = record.value.as_deref().expect("value");
-            value_bytes += value.len() as u64;
+            counts.value_bytes += value.len() as u64;
             if i > 0 && previous_was_original && records[i - 1] == *record {
-                duplicates += 1;
+                counts.duplicates += 1;
                 previous_was_original = false;
             } else {
                 previous_was_original = true;
             }
             if std::str::from_utf8(value).is_err() {
-                non_utf8 += 1;
+                counts.non_utf8 += 1;
             }
             let Some(doc) = parse(value) else {
-                unparseable += 1;
+                counts.unparseable += 1;
                 continue;
             };
-            for (path, counts) in fields.iter_mut() {
+            for (path, field) in counts.fields.iter_mut() {
                 if let Some(kind) = invalid_kind(&doc, path) {
-                    bump(counts, kind);
+                    bump(field, kind);
                 }
             }
-            // Keys: the visit id, else a UUID.
-            let key = std::str::from_utf8(record.key.as_deref().expect("key")).expect("UTF-8 key");
-            match doc.get("visit_id").and_then(Value::as_str) {
-                Some(id) if !id.is_empty() => assert_eq!(key, id),
-                _ => {
-                    assert_eq!(key.len(), 36);
-                    uuid::Uuid::parse_str(key).expect("UUID key");
-                }
-            }
-            // event_time, when present, is the record's timestamp.
-            if let Some(t) = doc.get("event_time").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                assert!(t.ends_with("+00:00"), "{t}");
-                assert_eq!(rfc3339_ms(t), record.timestamp_ms);
-            }
+            assert_key_and_timestamp(&doc, record);
         }
+        counts
+    }
 
-        assert_eq!(summary.records, records.len() as u64);
-        assert_eq!(summary.per_partition, per_partition);
-        assert_eq!(summary.value_bytes, value_bytes);
-        assert_eq!(summary.unparseable, unparseable, "seed {seed}");
-        assert_eq!(summary.faults.non_utf8, non_utf8);
-        assert_eq!(summary.faults.truncated + summary.faults.non_utf8, unparseable);
-        assert_eq!(summary.fields, fields, "seed {seed} share {share}");
-        assert_eq!(summary.faults.duplicates, duplicates);
+    /// Checks that `summary` (of the records of `seed` and `share`) says what the parse found.
+    fn assert_matches(&self, summary: &GeneratorSummary, records: usize, seed: u64, share: f64) {
+        assert_eq!(summary.records, records as u64);
+        assert_eq!(summary.per_partition, self.per_partition);
+        assert_eq!(summary.value_bytes, self.value_bytes);
+        assert_eq!(summary.unparseable, self.unparseable, "seed {seed}");
+        assert_eq!(summary.faults.non_utf8, self.non_utf8);
+        assert_eq!(summary.faults.truncated + summary.faults.non_utf8, self.unparseable);
+        assert_eq!(summary.fields, self.fields, "seed {seed} share {share}");
+        assert_eq!(summary.faults.duplicates, self.duplicates);
         // The unknown path reads as missing in every parseable record.
         assert_eq!(summary.fields["context.nope"].missing, summary.records - summary.unparseable);
+    }
+}
 
-        // Every fault was injected at about its share (duplicates: of the originals).
-        let n = summary.records as f64;
-        let originals = (summary.records - summary.faults.duplicates) as f64;
-        let f = summary.faults;
-        for (name, count, base) in [
-            ("nulled", f.nulled, n),
-            ("empty_string", f.empty_string, n),
-            ("missing_key", f.missing_key, n),
-            ("nested_null", f.nested_null, n),
-            ("unparseable", f.truncated + f.non_utf8, n),
-            ("late", f.late, n),
-            ("duplicates", f.duplicates, originals),
-        ] {
-            let observed = count as f64 / base;
-            assert!((observed - share).abs() < 0.015, "seed {seed}: {name} share {observed}, expected {share}");
+/// Checks the key of a parseable record (the visit id, else a UUID) and that its
+/// `event_time`, when present, is the record's timestamp.
+fn assert_key_and_timestamp(doc: &Value, record: &GeneratedRecord) {
+    let key = std::str::from_utf8(record.key.as_deref().expect("key")).expect("UTF-8 key");
+    match doc.get("visit_id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => assert_eq!(key, id),
+        _ => {
+            assert_eq!(key.len(), 36);
+            uuid::Uuid::parse_str(key).expect("UUID key");
         }
+    }
+    if let Some(t) = doc.get("event_time").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        assert!(t.ends_with("+00:00"), "{t}");
+        assert_eq!(rfc3339_ms(t), record.timestamp_ms);
+    }
+}
+
+/// Checks that every fault was injected at about `share` (duplicates: of the originals).
+fn assert_fault_shares(summary: &GeneratorSummary, seed: u64, share: f64) {
+    let n = summary.records as f64;
+    let originals = (summary.records - summary.faults.duplicates) as f64;
+    let f = summary.faults;
+    for (name, count, base) in [
+        ("nulled", f.nulled, n),
+        ("empty_string", f.empty_string, n),
+        ("missing_key", f.missing_key, n),
+        ("nested_null", f.nested_null, n),
+        ("unparseable", f.truncated + f.non_utf8, n),
+        ("late", f.late, n),
+        ("duplicates", f.duplicates, originals),
+    ] {
+        let observed = count as f64 / base;
+        assert!((observed - share).abs() < 0.015, "seed {seed}: {name} share {observed}, expected {share}");
+    }
+}
+
+/// Checks that the `injected` late events are the records that go back in time (within
+/// a visit pool whose clock advances seconds per record, a 10-minute shift always shows).
+fn assert_late_events_go_back(records: &[GeneratedRecord], injected: u64, seed: u64) {
+    let mut max = i64::MIN;
+    let mut late = 0;
+    for r in records {
+        if r.timestamp_ms < max {
+            late += 1;
+        }
+        max = max.max(r.timestamp_ms);
+    }
+    assert!(injected - late <= 1, "seed {seed}: {late} late records seen, {injected} injected");
+}
+
+#[test]
+fn summary_matches_an_independent_parse() {
+    for (seed, share) in [(5, 0.05), (6, 0.3), (7, 1.0)] {
+        let cfg = faulty_config(seed, share);
+        let (records, summary) = generate(&cfg, 20_000);
+        ParsedCounts::of(&cfg, &records).assert_matches(&summary, records.len(), seed, share);
+        assert_fault_shares(&summary, seed, share);
         if share < 1.0 {
-            // Late events are the only ones that go back in time (within a visit pool
-            // whose clock advances seconds per record, a 10-minute shift always shows).
-            let mut max = i64::MIN;
-            let mut late = 0;
-            for r in &records {
-                if r.timestamp_ms < max {
-                    late += 1;
-                }
-                max = max.max(r.timestamp_ms);
-            }
-            assert!(f.late - late <= 1, "seed {seed}: {late} late records seen, {} injected", f.late);
+            assert_late_events_go_back(&records, summary.faults.late, seed);
         }
     }
 }
@@ -268,6 +307,141 @@ fn partition_weights_skew_the_split() {
     assert!(summary.per_partition.iter().all(|n| (9_500..10_500).contains(n)), "{:?}", summary.per_partition);
 }
 
+/// The top-level fields of a reference-shaped record.
+struct TopLevel<'a> {
+    visit_id: &'a str,
+    user_id: &'a str,
+    page: &'a str,
+    /// `event_time` in milliseconds since the epoch.
+    event_ms: i64,
+}
+
+/// Checks that `record` is a JSON object with exactly the top-level keys of the
+/// reference (see `docs/visits.md`), `visit_id` first; returns its document.
+fn assert_reference_keys(record: &GeneratedRecord) -> Value {
+    let text = std::str::from_utf8(record.value.as_deref().expect("value")).expect("UTF-8");
+    assert!(text.starts_with("{\"visit_id\":\""), "{text}");
+    let doc: Value = serde_json::from_str(text).expect("JSON");
+    let keys: Vec<&str> = doc.as_object().expect("object").keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 6);
+    for key in ["visit_id", "event_time", "user_id", "keep_private", "page", "context"] {
+        assert!(keys.contains(&key), "{key} in {text}");
+    }
+    doc
+}
+
+/// Checks the top-level fields of a reference-shaped `doc` against its `record` and
+/// returns them.
+fn assert_top_level<'a>(doc: &'a Value, record: &GeneratedRecord) -> TopLevel<'a> {
+    let visit_id = doc["visit_id"].as_str().expect("visit_id");
+    let (left, right) = visit_id.split_once('_').expect("visit id has _");
+    assert!(left.len() == 15 && left.bytes().all(|b| b.is_ascii_digit()) && right.parse::<u64>().is_ok(), "{visit_id}");
+    assert_eq!(record.key.as_deref(), Some(visit_id.as_bytes()));
+    let user_id = doc["user_id"].as_str().expect("user_id");
+    let (number, uuid) = user_id.split_once('_').expect("user id has _");
+    assert!(number.len() == 9 && left.ends_with(number), "{visit_id} {user_id}");
+    uuid::Uuid::parse_str(uuid).expect("user id UUID");
+    assert!(doc["keep_private"].is_boolean());
+    let page = doc["page"].as_str().expect("page");
+    assert!(PAGES.contains(&page), "{page}");
+    let event_time = doc["event_time"].as_str().expect("event_time");
+    assert!(event_time.ends_with("+00:00"));
+    let event_ms = rfc3339_ms(event_time);
+    assert_eq!(event_ms, record.timestamp_ms);
+    TopLevel { visit_id, user_id, page, event_ms }
+}
+
+/// Checks a fault-free `context` (`start_ms`: the generator's start time).
+fn assert_reference_context(context: &Value, start_ms: i64) {
+    let referral = &context["referral"];
+    assert!(referral.is_null() || REFERRALS.contains(&referral.as_str()), "{referral}");
+    let ad = &context["ad_id"];
+    assert!(ad.is_null() || (1..=5).any(|n| ad.as_str() == Some(&format!("ad {n}"))), "{ad}");
+    let user = context["user"].as_object().expect("context.user");
+    let octets: Vec<u8> = user["ip"].as_str().expect("ip").split('.').map(|o| o.parse().expect("octet")).collect();
+    assert_eq!(octets.len(), 4);
+    let login = user["login"].as_str().expect("login");
+    assert!(!login.is_empty() && login.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "{login}");
+    assert!(user.len() == 2 || user.len() == 3);
+    if let Some(since) = user.get("connected_since") {
+        let since = rfc3339_ms(since.as_str().expect("connected_since string"));
+        assert!(since < start_ms && since % 86_400_000 == 0);
+    }
+    let technical = context["technical"].as_object().expect("context.technical");
+    assert_eq!(technical.len(), 5);
+    assert!(BROWSERS.contains(&technical["browser"].as_str().expect("browser")));
+    assert!(NETWORK_TYPES.contains(&technical["network_type"].as_str().expect("network_type")));
+    assert!(DEVICE_TYPES.contains(&technical["device_type"].as_str().expect("device_type")));
+    let version = |key: &str| technical[key].as_str().expect("version").parse::<f64>().expect("x.y");
+    assert!((20.0..=25.9).contains(&version("browser_version")));
+    assert!((1.0..=6.0).contains(&version("device_version")));
+}
+
+/// A visit as its records showed it so far.
+struct Seen {
+    context: Value,
+    user_id: String,
+    last_ms: i64,
+    refreshes: u32,
+}
+
+/// The visits of a record stream and the steps between their refreshes.
+#[derive(Default)]
+struct VisitLog {
+    visits: HashMap<String, Seen>,
+    /// The page of each visit's latest record.
+    pages_by_visit: HashMap<String, String>,
+    steps: u32,
+    /// Steps of 1–30 seconds.
+    short_steps: u32,
+    /// Steps that kept the page.
+    same_page: u32,
+}
+
+impl VisitLog {
+    /// Adds the record with the top-level fields `top` and `context`, checking that it
+    /// continues its visit (same user and context, a refresh step of the reference).
+    fn add(&mut self, top: &TopLevel<'_>, context: &Value) {
+        match self.visits.get_mut(top.visit_id) {
+            Some(seen) => {
+                assert_eq!(&seen.context, context, "context stays with the visit");
+                assert_eq!(seen.user_id, top.user_id);
+                let step = (top.event_ms - seen.last_ms) / 1000;
+                assert!((1..=30).contains(&step) || (60..=300).contains(&step), "refresh step {step} s");
+                self.steps += 1;
+                self.short_steps += u32::from(step <= 30);
+                seen.last_ms = top.event_ms;
+                seen.refreshes += 1;
+                assert!(seen.refreshes <= 500);
+                if self.pages_by_visit.get(top.visit_id).map(String::as_str) == Some(top.page) {
+                    self.same_page += 1;
+                }
+            }
+            None => {
+                let seen = Seen { context: context.clone(), user_id: top.user_id.to_owned(), last_ms: top.event_ms, refreshes: 1 };
+                self.visits.insert(top.visit_id.to_owned(), seen);
+            }
+        }
+        self.pages_by_visit.insert(top.visit_id.to_owned(), top.page.to_owned());
+    }
+
+    /// Checks the shares across visits and steps against the reference.
+    fn assert_reference_shares(&self) {
+        let visits = &self.visits;
+        let n = visits.len() as f64;
+        assert!(n > 1_000.0, "{n} visits");
+        let with_since = visits.values().filter(|s| s.context["user"].get("connected_since").is_some()).count() as f64 / n;
+        assert!((0.29..0.38).contains(&with_since), "connected_since in {with_since} of the visits");
+        let ad_null = visits.values().filter(|s| s.context["ad_id"].is_null()).count() as f64 / n;
+        assert!((0.32..0.43).contains(&ad_null), "ad_id null in {ad_null} of the visits");
+        let short = f64::from(self.short_steps) / f64::from(self.steps);
+        assert!((0.03..0.07).contains(&short), "{short} of the steps are 1–30 s");
+        assert!(f64::from(self.same_page) / f64::from(self.steps) < 0.05, "pages change across refreshes");
+        let ids: HashSet<&String> = visits.keys().collect();
+        assert_eq!(ids.len(), visits.len());
+    }
+}
+
 #[test]
 fn records_have_the_reference_shape() {
     let cfg = GeneratorConfig { seed: 21, faults: FaultMix::none(), concurrent_visits: 1_000, ..GeneratorConfig::default() };
@@ -276,102 +450,19 @@ fn records_have_the_reference_shape() {
     let average = summary.value_bytes as f64 / summary.records as f64;
     assert!((330.0..470.0).contains(&average), "average value {average} bytes");
 
-    struct Seen {
-        context: Value,
-        user_id: String,
-        last_ms: i64,
-        refreshes: u32,
-    }
-    let mut visits: HashMap<String, Seen> = HashMap::new();
+    let start_ms = cfg.start_time.timestamp_millis();
+    let mut log = VisitLog::default();
     let mut previous_ms = i64::MIN;
-    let mut short_steps = 0u32;
-    let mut steps = 0u32;
-    let mut same_page = 0u32;
-    let mut pages_by_visit: HashMap<String, String> = HashMap::new();
     for record in &records {
-        let text = std::str::from_utf8(record.value.as_deref().expect("value")).expect("UTF-8");
-        assert!(text.starts_with("{\"visit_id\":\""), "{text}");
-        let doc: Value = serde_json::from_str(text).expect("JSON");
-        let keys: Vec<&str> = doc.as_object().expect("object").keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 6);
-        for key in ["visit_id", "event_time", "user_id", "keep_private", "page", "context"] {
-            assert!(keys.contains(&key), "{key} in {text}");
-        }
-        let visit_id = doc["visit_id"].as_str().expect("visit_id");
-        let (left, right) = visit_id.split_once('_').expect("visit id has _");
-        assert!(left.len() == 15 && left.bytes().all(|b| b.is_ascii_digit()) && right.parse::<u64>().is_ok(), "{visit_id}");
-        assert_eq!(record.key.as_deref(), Some(visit_id.as_bytes()));
-        let user_id = doc["user_id"].as_str().expect("user_id");
-        let (number, uuid) = user_id.split_once('_').expect("user id has _");
-        assert!(number.len() == 9 && left.ends_with(number), "{visit_id} {user_id}");
-        uuid::Uuid::parse_str(uuid).expect("user id UUID");
-        assert!(doc["keep_private"].is_boolean());
-        let page = doc["page"].as_str().expect("page");
-        assert!(PAGES.contains(&page), "{page}");
-        let event_time = doc["event_time"].as_str().expect("event_time");
-        assert!(event_time.ends_with("+00:00"));
-        let ms = rfc3339_ms(event_time);
-        assert_eq!(ms, record.timestamp_ms);
-        assert!(ms >= previous_ms, "event time never goes backwards without late events");
-        previous_ms = ms;
-
+        let doc = assert_reference_keys(record);
+        let top = assert_top_level(&doc, record);
+        assert!(top.event_ms >= previous_ms, "event time never goes backwards without late events");
+        previous_ms = top.event_ms;
         let context = &doc["context"];
-        let referral = &context["referral"];
-        assert!(referral.is_null() || REFERRALS.contains(&referral.as_str()), "{referral}");
-        let ad = &context["ad_id"];
-        assert!(ad.is_null() || (1..=5).any(|n| ad.as_str() == Some(&format!("ad {n}"))), "{ad}");
-        let user = context["user"].as_object().expect("context.user");
-        let octets: Vec<u8> = user["ip"].as_str().expect("ip").split('.').map(|o| o.parse().expect("octet")).collect();
-        assert_eq!(octets.len(), 4);
-        let login = user["login"].as_str().expect("login");
-        assert!(!login.is_empty() && login.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "{login}");
-        assert!(user.len() == 2 || user.len() == 3);
-        if let Some(since) = user.get("connected_since") {
-            let since = rfc3339_ms(since.as_str().expect("connected_since string"));
-            assert!(since < cfg.start_time.timestamp_millis() && since % 86_400_000 == 0);
-        }
-        let technical = context["technical"].as_object().expect("context.technical");
-        assert_eq!(technical.len(), 5);
-        assert!(BROWSERS.contains(&technical["browser"].as_str().expect("browser")));
-        assert!(NETWORK_TYPES.contains(&technical["network_type"].as_str().expect("network_type")));
-        assert!(DEVICE_TYPES.contains(&technical["device_type"].as_str().expect("device_type")));
-        let version = |key: &str| technical[key].as_str().expect("version").parse::<f64>().expect("x.y");
-        assert!((20.0..=25.9).contains(&version("browser_version")));
-        assert!((1.0..=6.0).contains(&version("device_version")));
-
-        match visits.get_mut(visit_id) {
-            Some(seen) => {
-                assert_eq!(&seen.context, context, "context stays with the visit");
-                assert_eq!(seen.user_id, user_id);
-                let step = (ms - seen.last_ms) / 1000;
-                assert!((1..=30).contains(&step) || (60..=300).contains(&step), "refresh step {step} s");
-                steps += 1;
-                short_steps += u32::from(step <= 30);
-                seen.last_ms = ms;
-                seen.refreshes += 1;
-                assert!(seen.refreshes <= 500);
-                if pages_by_visit.get(visit_id).map(String::as_str) == Some(page) {
-                    same_page += 1;
-                }
-            }
-            None => {
-                visits
-                    .insert(visit_id.to_owned(), Seen { context: context.clone(), user_id: user_id.to_owned(), last_ms: ms, refreshes: 1 });
-            }
-        }
-        pages_by_visit.insert(visit_id.to_owned(), page.to_owned());
+        assert_reference_context(context, start_ms);
+        log.add(&top, context);
     }
-    let n = visits.len() as f64;
-    assert!(n > 1_000.0, "{n} visits");
-    let with_since = visits.values().filter(|s| s.context["user"].get("connected_since").is_some()).count() as f64 / n;
-    assert!((0.29..0.38).contains(&with_since), "connected_since in {with_since} of the visits");
-    let ad_null = visits.values().filter(|s| s.context["ad_id"].is_null()).count() as f64 / n;
-    assert!((0.32..0.43).contains(&ad_null), "ad_id null in {ad_null} of the visits");
-    let short = f64::from(short_steps) / f64::from(steps);
-    assert!((0.03..0.07).contains(&short), "{short} of the steps are 1–30 s");
-    assert!(f64::from(same_page) / f64::from(steps) < 0.05, "pages change across refreshes");
-    let ids: HashSet<&String> = visits.keys().collect();
-    assert_eq!(ids.len(), visits.len());
+    log.assert_reference_shares();
 }
 
 #[test]

@@ -3,27 +3,22 @@
 //! Each value is parsed once, by a strict byte scanner for the common case
 //! (`fast.rs`) or, when that gives up, a streaming serde visitor (no
 //! `serde_json::Value` either way).
-//! Field paths are interned in a tree of keys, so a record whose keys were seen before
-//! allocates nothing: a key is found by comparing it with the sibling that followed the
-//! previous key last time (records of one producer keep their key order), then by a
-//! scan or, for wide objects, a hash map. The values of a record are buffered as events
+//! Field paths are interned in a tree of keys (`schema.rs`), so a record whose keys
+//! were seen before allocates nothing. The values of a record are buffered as events
 //! and applied only once the whole value has parsed, so a record that turns out to be
 //! malformed half-way is counted as unparseable and leaves no trace in the fields.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::fast::{scan, Scan};
 use super::field::{FieldProfile, TimeRange};
+use super::schema::{Event, Schema, MAX_DEPTH};
 use super::sketch::ValueType;
 use super::timestamp::parse_rfc3339_ms;
 use super::{Overview, PartialProfile, ProfileConfig};
-
-/// Nesting levels flattened into dotted paths; deeper objects are counted as objects
-/// (and their emptiness), their contents not profiled.
-pub const MAX_DEPTH: u32 = 32;
 
 /// Longest text kept for a frequent value (the value is counted by its full hash).
 const MAX_VALUE_TEXT: usize = 256;
@@ -34,96 +29,9 @@ const SEED_INTEGER: u64 = 2;
 const SEED_FLOAT: u64 = 3;
 const SEED_BOOL: u64 = 4;
 
-/// Siblings with more keys than this are also indexed by a hash map.
-const SCAN_LIMIT: usize = 24;
-
 /// Frequent-value counters kept per field for a `top_k`.
 pub(crate) fn counters_for(top_k: usize) -> usize {
     top_k.saturating_mul(10).max(100)
-}
-
-#[derive(Debug, Default)]
-struct Children {
-    keys: Vec<(Box<str>, u32)>,
-    /// Position in `keys` by key, for wide objects.
-    map: Option<HashMap<Box<str>, usize>>,
-    /// Index in `keys` of the key expected next.
-    guess: usize,
-}
-
-/// The interned field paths.
-#[derive(Debug)]
-pub(super) struct Schema {
-    names: Vec<Box<str>>,
-    /// Children of each field, by field id.
-    children: Vec<Children>,
-    root: Children,
-    max_fields: usize,
-}
-
-impl Schema {
-    /// The id of `key` under `parent` (the root when `None`), interning it if new and
-    /// there is room.
-    #[inline]
-    pub(super) fn child(&mut self, parent: Option<u32>, key: &str) -> Option<u32> {
-        let children = match parent {
-            None => &mut self.root,
-            Some(p) => self.children.get_mut(p as usize)?,
-        };
-        if let Some((k, id)) = children.keys.get(children.guess) {
-            if &**k == key {
-                children.guess += 1;
-                return Some(*id);
-            }
-        }
-        let found = match &children.map {
-            Some(map) => map.get(key).copied(),
-            None => children.keys.iter().position(|(k, _)| &**k == key),
-        };
-        if let Some((position, (_, id))) = found.and_then(|p| children.keys.get(p).map(|k| (p, k))) {
-            children.guess = position + 1;
-            return Some(*id);
-        }
-        if self.names.len() >= self.max_fields {
-            return None;
-        }
-        let id = u32::try_from(self.names.len()).ok()?;
-        children.keys.push((key.into(), id));
-        children.guess = children.keys.len();
-        if children.keys.len() > SCAN_LIMIT {
-            let map = children.map.get_or_insert_with(HashMap::new);
-            for (position, (k, _)) in children.keys.iter().enumerate() {
-                map.entry(k.clone()).or_insert(position);
-            }
-        }
-        let name: Box<str> = match parent {
-            None => key.into(),
-            Some(p) => {
-                let parent_name = self.names.get(p as usize).map_or("", |n| &**n);
-                format!("{parent_name}.{key}").into()
-            }
-        };
-        self.names.push(name);
-        self.children.push(Children::default());
-        Some(id)
-    }
-}
-
-/// One value of the record being parsed.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Event {
-    Null(u32),
-    Bool(u32, bool),
-    Int(u32, i128),
-    Float(u32, f64),
-    /// A string: its range in the scratch text.
-    Str(u32, u32, u32),
-    Array(u32, bool),
-    Object(u32, bool),
-    /// A value under a field beyond `max_fields`.
-    Dropped,
-    /// An object nested deeper than [`MAX_DEPTH`], not descended.
-    TooDeep,
 }
 
 /// Profiles raw record values (JSON) of one window, in one pass; see the module docs.
@@ -141,7 +49,7 @@ impl ProfileBuilder {
     /// An empty builder for `config` (its `top_k` and `max_fields`).
     pub fn new(config: &ProfileConfig) -> ProfileBuilder {
         ProfileBuilder {
-            schema: Schema { names: Vec::new(), children: Vec::new(), root: Children::default(), max_fields: config.max_fields.max(1) },
+            schema: Schema::new(config.max_fields.max(1)),
             fields: Vec::new(),
             counters: counters_for(config.top_k),
             overview: Overview::default(),
@@ -217,7 +125,7 @@ impl ProfileBuilder {
 
     /// Applies the buffered events of a record that parsed.
     fn apply(&mut self) {
-        while self.fields.len() < self.schema.names.len() {
+        while self.fields.len() < self.schema.field_count() {
             self.fields.push(FieldProfile::new(self.counters));
         }
         for event in self.events.drain(..) {
@@ -294,7 +202,7 @@ impl ProfileBuilder {
     pub fn finish(self) -> PartialProfile {
         let ProfileBuilder { schema, fields, overview, .. } = self;
         let fields: BTreeMap<String, FieldProfile> =
-            schema.names.into_iter().zip(fields).filter(|(_, f)| f.present > 0).map(|(name, f)| (name.into_string(), f)).collect();
+            schema.into_names().into_iter().zip(fields).filter(|(_, f)| f.present > 0).map(|(name, f)| (name.into_string(), f)).collect();
         PartialProfile { overview, fields }
     }
 }
@@ -480,5 +388,61 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
         };
         self.walk.events.push(Event::Object(self.field, empty));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ProfileBuilder, ProfileConfig};
+
+    /// The fast path and the serde path agree on every record, fast or not.
+    #[test]
+    fn agrees_with_the_serde_path() {
+        let records: [&[u8]; 24] = [
+            br#"{"a":1,"b":"x","c":{"d":[1,{"e":2}],"f":{}},"g":null,"h":true,"i":false,"j":[]}"#,
+            br#" { "a" : -12 , "b" : "" } "#,
+            br#"{"a":1.5}"#,
+            br#"{"a":-0}"#,
+            br#"{"a":0}"#,
+            br#"{"a":01}"#,
+            br#"{"a":1e3}"#,
+            br#"{"a":123456789012345678901}"#,
+            br#"{"a":"esc\"aped"}"#,
+            br#"{"k\u0041":1}"#,
+            br#"{"a":1,}"#,
+            br#"{"a":[1,]}"#,
+            br#"{"a" 1}"#,
+            br#"{"a":tru}"#,
+            br#"[1,2,{"a":3}]"#,
+            br#""s""#,
+            br#"12"#,
+            br#"-"#,
+            br#"{"a":1}{"#,
+            b"{\"a\":\"tab\there\"}",
+            b"{\"a\":\"caf\xc3\xa9\"}",
+            br#"{"a":{"b":{"c":{"d":1}}},"a":2}"#,
+            br#"{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+            b"",
+        ];
+        for record in records {
+            let config = ProfileConfig::default();
+            let mut fast = ProfileBuilder::new(&config);
+            fast.observe(Some(record));
+            let mut slow = ProfileBuilder::new(&config);
+            slow.observe_with_serde(Some(record));
+            let (fast, slow) = (fast.finish(), slow.finish());
+            let shown = String::from_utf8_lossy(record);
+            assert_eq!(fast.overview, slow.overview, "{shown}");
+            assert_eq!(fast.fields.keys().collect::<Vec<_>>(), slow.fields.keys().collect::<Vec<_>>(), "{shown}");
+            for (name, f) in &fast.fields {
+                let s = &slow.fields[name];
+                assert_eq!(
+                    (f.present, f.types, f.empty(), f.numeric, &f.lengths, f.timestamps),
+                    (s.present, s.types, s.empty(), s.numeric, &s.lengths, s.timestamps),
+                    "{shown}"
+                );
+                assert_eq!((f.frequent.sorted(), f.distinct.estimate()), (s.frequent.sorted(), s.distinct.estimate()), "{shown}");
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! again by the serde path, which decides; so the two cannot disagree on what a record
 //! holds or whether it is JSON.
 
-use super::builder::{Event, Schema, MAX_DEPTH};
+use super::schema::{Event, Schema, MAX_DEPTH};
 
 /// What the scanner made of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,61 +252,5 @@ impl Scanner<'_, '_> {
             _ => return None,
         }
         Some(false)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::{ProfileBuilder, ProfileConfig};
-
-    /// The fast path and the serde path agree on every record, fast or not.
-    #[test]
-    fn agrees_with_the_serde_path() {
-        let records: [&[u8]; 24] = [
-            br#"{"a":1,"b":"x","c":{"d":[1,{"e":2}],"f":{}},"g":null,"h":true,"i":false,"j":[]}"#,
-            br#" { "a" : -12 , "b" : "" } "#,
-            br#"{"a":1.5}"#,
-            br#"{"a":-0}"#,
-            br#"{"a":0}"#,
-            br#"{"a":01}"#,
-            br#"{"a":1e3}"#,
-            br#"{"a":123456789012345678901}"#,
-            br#"{"a":"esc\"aped"}"#,
-            br#"{"k\u0041":1}"#,
-            br#"{"a":1,}"#,
-            br#"{"a":[1,]}"#,
-            br#"{"a" 1}"#,
-            br#"{"a":tru}"#,
-            br#"[1,2,{"a":3}]"#,
-            br#""s""#,
-            br#"12"#,
-            br#"-"#,
-            br#"{"a":1}{"#,
-            b"{\"a\":\"tab\there\"}",
-            b"{\"a\":\"caf\xc3\xa9\"}",
-            br#"{"a":{"b":{"c":{"d":1}}},"a":2}"#,
-            br#"{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
-            b"",
-        ];
-        for record in records {
-            let config = ProfileConfig::default();
-            let mut fast = ProfileBuilder::new(&config);
-            fast.observe(Some(record));
-            let mut slow = ProfileBuilder::new(&config);
-            slow.observe_with_serde(Some(record));
-            let (fast, slow) = (fast.finish(), slow.finish());
-            let shown = String::from_utf8_lossy(record);
-            assert_eq!(fast.overview, slow.overview, "{shown}");
-            assert_eq!(fast.fields.keys().collect::<Vec<_>>(), slow.fields.keys().collect::<Vec<_>>(), "{shown}");
-            for (name, f) in &fast.fields {
-                let s = &slow.fields[name];
-                assert_eq!(
-                    (f.present, f.types, f.empty(), f.numeric, &f.lengths, f.timestamps),
-                    (s.present, s.types, s.empty(), s.numeric, &s.lengths, s.timestamps),
-                    "{shown}"
-                );
-                assert_eq!((f.frequent.sorted(), f.distinct.estimate()), (s.frequent.sorted(), s.distinct.estimate()), "{shown}");
-            }
-        }
     }
 }

@@ -61,6 +61,7 @@ mod fast;
 mod field;
 mod html;
 mod report;
+mod schema;
 pub mod sketch;
 #[cfg(test)]
 mod tests;
@@ -72,10 +73,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use builder::{ProfileBuilder, MAX_DEPTH};
+pub use builder::ProfileBuilder;
 pub use field::{FieldProfile, Lengths, Moments, TimeRange, TypeCounts, LENGTH_BOUNDS};
 pub use html::{render_html, render_index, IndexEntry};
 pub use report::{Drift, DriftKind, FieldSummary, Percentiles, ProfileAlert, ProfileAlertKind};
+pub use schema::MAX_DEPTH;
 pub use sketch::{Counter, Distinct, FrequentValues, Quantiles, ValueType, DISTINCT_STANDARD_ERROR, QUANTILE_RELATIVE_ERROR};
 pub use timestamp::parse_rfc3339_ms;
 
@@ -88,7 +90,7 @@ pub struct ProfileConfig {
     /// Directory of the reports (`profile-<window>.html` and `.json`, `index.html`).
     pub dir: PathBuf,
     /// Length of a profile window (a multiple of the epoch interval).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "tidewatch_engine::config::deserialize_duration")]
     pub window: Duration,
     /// Frequent values shown per field.
     pub top_k: usize,
@@ -101,11 +103,6 @@ impl Default for ProfileConfig {
     fn default() -> Self {
         ProfileConfig { enabled: false, dir: PathBuf::from("tidewatch-profiles"), window: Duration::from_secs(60), top_k: 10, max_fields: 1_000 }
     }
-}
-
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("expected a duration such as `60s`, got `{text}` ({e})")))
 }
 
 /// A profile that cannot be read or written.

@@ -234,7 +234,6 @@ pub fn run_job<O: Observe>(
     let (plan, producers) = plan_and_fence(&job, &kafka, cluster, &control)?;
     let producers = std::sync::Mutex::new(producers);
     let (monitor, watermark_feed) = spawn_watermark_monitor(&kafka, &plan.topic, plan.partitions.clone(), job.epoch_interval, Arc::clone(&control))?;
-
     let worker_control = Arc::clone(&control);
     let guards = timely::execute(timely_config, move |worker| {
         let control = Arc::clone(&worker_control);

@@ -34,7 +34,7 @@ fn real_broker_distinct_users_per_window_match_an_independent_count() -> anyhow:
         .filter_map(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
         .filter_map(|v| v.get("user_id").and_then(|u| u.as_str()).map(str::to_owned))
         .collect();
-    let rule = AlertRule { name: "many_users".to_owned(), metric: "distinct_users.users".to_owned(), op: Comparison::AtLeast, threshold: 1.0, for_: Duration::ZERO, ..AlertRule::reference_lag() };
+    let rule = AlertRule { name: "many_users".to_owned(), metric: "distinct_users.users".to_owned(), op: Comparison::AtLeast, threshold: 1.0, for_: Duration::ZERO };
     // Windows of 4 s: the records, read in well under a second, most often fall in one.
     let observe = ObserveConfig { enable: vec!["distinct_users".to_owned()], alerts: vec![rule], window: Duration::from_secs(4), ..ObserveConfig::default() };
     let run = run_observed_outputs(&real_brokers(), &records, observe)?;

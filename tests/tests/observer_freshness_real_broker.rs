@@ -26,8 +26,7 @@ fn real_broker_freshness_ages_the_newest_record_of_each_partition() -> anyhow::R
             Record { partition, offset: 0, timestamp: Some(ts), key: None, value: Some(value.into_bytes().into()), headers: vec![] }
         })
         .collect();
-    let rule = AlertRule { name: "stale_input".to_owned(), metric: "freshness.record_age_seconds".to_owned(), op: Comparison::Above, threshold: 30.0, ..AlertRule::reference_lag() };
-    let rule = AlertRule { for_: std::time::Duration::ZERO, ..rule };
+    let rule = AlertRule { name: "stale_input".to_owned(), metric: "freshness.record_age_seconds".to_owned(), op: Comparison::Above, threshold: 30.0, for_: std::time::Duration::ZERO };
     let observe = ObserveConfig { enable: vec!["freshness".to_owned()], alerts: vec![rule], budget: 0.0, window: std::time::Duration::from_millis(500), ..ObserveConfig::default() };
     let run = run_observed_outputs(&real_brokers(), &records, observe)?;
     // The independent reading: the newest timestamp per partition of what was produced.

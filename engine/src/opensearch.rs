@@ -38,11 +38,11 @@ pub struct OpenSearchConfig {
     pub password: Option<String>,
     /// Accept any TLS certificate (self-signed development clusters).
     pub insecure_tls: bool,
-    /// Index of the stats documents.
+    /// Index of the stats documents (empty: the job's default).
     pub stats_index: String,
-    /// Index of the alert transitions.
+    /// Index of the alert transitions (empty: the job's default).
     pub alerts_index: String,
-    /// Index of the profile summaries.
+    /// Index of the profile summaries (empty: the job's default).
     pub profiles_index: String,
     /// Most documents held while OpenSearch is away; older ones are dropped beyond it.
     pub buffer: usize,
@@ -57,9 +57,9 @@ impl Default for OpenSearchConfig {
             username: None,
             password: None,
             insecure_tls: false,
-            stats_index: "visits_observation_stats".to_owned(),
-            alerts_index: "visits_observation_alerts".to_owned(),
-            profiles_index: "visits_observation_profiles".to_owned(),
+            stats_index: String::new(),
+            alerts_index: String::new(),
+            profiles_index: String::new(),
             buffer: 10_000,
             batch: 500,
         }
@@ -110,6 +110,11 @@ impl OpenSearchSink {
     /// engine knows no document's fields).
     pub fn start(config: &OpenSearchConfig, mappings: Value) -> Result<OpenSearchSink> {
         let bad = |key: &str, message: String| EngineError::Config { key: format!("opensearch.{key}"), message };
+        for (key, index) in [("stats_index", &config.stats_index), ("alerts_index", &config.alerts_index), ("profiles_index", &config.profiles_index)] {
+            if index.is_empty() {
+                return Err(bad(key, "expected an index name".to_owned()));
+            }
+        }
         let url = opensearch::http::Url::parse(&config.url).map_err(|e| bad("url", format!("expected a URL such as http://127.0.0.1:9200, got `{}` ({e})", config.url)))?;
         if config.buffer == 0 || config.batch == 0 {
             return Err(bad("buffer", "buffer and batch must be at least 1".to_owned()));

@@ -4,6 +4,22 @@
 //! field (`invalid_*`, `quality.*.*`) or a new partition need no change here.
 
 use serde_json::{json, Map, Value};
+use tidewatch_engine::opensearch::OpenSearchConfig;
+
+/// The reference demo's index names, the defaults of `opensearch.*_index`.
+pub const DEFAULT_INDICES: [(&str, &str); 3] =
+    [("stats", "visits_observation_stats"), ("alerts", "visits_observation_alerts"), ("profiles", "visits_observation_profiles")];
+
+/// `config` with the reference's index names where it names none.
+pub fn with_default_indices(config: &OpenSearchConfig) -> OpenSearchConfig {
+    let mut config = config.clone();
+    for (index, (_, default)) in [&mut config.stats_index, &mut config.alerts_index, &mut config.profiles_index].into_iter().zip(DEFAULT_INDICES) {
+        if index.is_empty() {
+            default.clone_into(index);
+        }
+    }
+    config
+}
 
 /// The documents' fixed fields and their types: the reference's first, then tidewatch's.
 pub const FIELDS: &[(&str, &str)] = &[

@@ -31,7 +31,8 @@ impl ProfileWriter {
     /// sink of its own for the profiles index.
     pub fn start(dir: &Path, opensearch: &OpenSearchConfig) -> anyhow::Result<ProfileWriter> {
         fs::create_dir_all(dir).with_context(|| format!("config key `profile.dir`: cannot create {}", dir.display()))?;
-        let sink = if opensearch.url.is_empty() { None } else { Some(OpenSearchSink::start(opensearch, crate::mapping::observation_mappings())?) };
+        let opensearch = crate::mapping::with_default_indices(opensearch);
+        let sink = if opensearch.url.is_empty() { None } else { Some(OpenSearchSink::start(&opensearch, crate::mapping::observation_mappings())?) };
         let index = opensearch.profiles_index.clone();
         let (sender, receiver) = unbounded();
         let target = dir.to_path_buf();

@@ -1,53 +1,23 @@
-//! Where observations go: NDJSON files (`stats.ndjson`, `alerts.ndjson`) in an output
-//! directory, and a Prometheus `/metrics` endpoint with the same figures.
+//! The Prometheus figures of a job, read from its stats documents and live counters.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use anyhow::Context as _;
-use crossbeam_channel::{select, unbounded, Receiver};
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
-use tidewatch_engine::opensearch::{OpenSearchConfig, OpenSearchCounters, OpenSearchSink};
+use tidewatch_engine::opensearch::{OpenSearchCounters, OpenSearchSink};
 use tidewatch_engine::{JobControl, JobMetrics};
-use crate::health::{ClientStatsCollector, ProcessCollector};
 use tidewatch_operators::alerts::{AlertEvent, AlertState};
-use tidewatch_operators::observers::{ObservationSinks, ObserverMetrics};
+use tidewatch_operators::observers::ObserverMetrics;
 use tidewatch_operators::protocol::MetricKind;
 use tidewatch_operators::stats::{PartitionStatus, StatsDoc};
-
-/// The `[output]` table of the config.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OutputConfig {
-    /// Directory of `stats.ndjson` and `alerts.ndjson` (created if missing).
-    pub dir: PathBuf,
-    /// Address of the `/metrics` endpoint; empty to serve none. With several processes,
-    /// process `p` serves on this port plus `p`.
-    pub metrics_addr: String,
-}
-
-impl Default for OutputConfig {
-    fn default() -> Self {
-        OutputConfig { dir: PathBuf::from("tidewatch-out"), metrics_addr: "127.0.0.1:9464".to_owned() }
-    }
-}
 
 type Labels = Vec<(String, String)>;
 
 /// The Prometheus figures of the job.
 #[derive(Debug, Default)]
-struct Metrics {
+pub(super) struct Metrics {
     records_read: Counter,
     bytes_read: Counter,
     records_delivered: Counter,
@@ -84,7 +54,7 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn register(&self, registry: &mut Registry) {
+    pub(super) fn register(&self, registry: &mut Registry) {
         registry.register("tidewatch_records_read", "Records read from the input topic", self.records_read.clone());
         registry.register("tidewatch_bytes_read", "Bytes (key, value, headers) read from the input topic", self.bytes_read.clone());
         registry.register("tidewatch_records_delivered", "Records acknowledged by the output topic", self.records_delivered.clone());
@@ -140,7 +110,7 @@ impl Metrics {
         );
     }
 
-    fn absorb_doc(&self, doc: &StatsDoc, topic: &str) {
+    pub(super) fn absorb_doc(&self, doc: &StatsDoc, topic: &str) {
         self.windows.inc();
         self.events.inc_by(doc.all_events.max(0) as u64);
         self.unparseable.inc_by(doc.unparseable.max(0) as u64);
@@ -193,7 +163,7 @@ impl Metrics {
         }
     }
 
-    fn absorb_alert(&self, event: &AlertEvent) {
+    pub(super) fn absorb_alert(&self, event: &AlertEvent) {
         let firing = i64::from(event.state == AlertState::Firing);
         self.alert_firing.get_or_create(&vec![("rule".into(), event.rule.clone())]).set(firing);
     }
@@ -216,165 +186,8 @@ fn raise_to(counter: &Counter, total: u64) {
     }
 }
 
-/// The newest observations, for live displays.
-#[derive(Debug, Default, Clone)]
-pub struct Latest {
-    /// The last closed window.
-    pub stats: Option<StatsDoc>,
-    /// Rules firing now.
-    pub firing: std::collections::BTreeSet<String>,
-    /// Windows written so far.
-    pub windows: u64,
-    /// Alert transitions written so far.
-    pub alert_events: u64,
-}
-
-/// The running outputs of a job.
-#[derive(Debug)]
-pub struct Outputs {
-    /// Hand these to the observers.
-    pub sinks: ObservationSinks,
-    writer: JoinHandle<anyhow::Result<()>>,
-    /// Where `/metrics` is served, if anywhere.
-    pub metrics_addr: Option<SocketAddr>,
-    /// The newest observations.
-    pub latest: Arc<Mutex<Latest>>,
-}
-
-impl Outputs {
-    /// Opens the files, binds the metrics endpoint and starts the writer thread, which
-    /// ends when the observers' senders are dropped (the job finished).
-    pub fn start(
-        config: &OutputConfig,
-        opensearch: &OpenSearchConfig,
-        topic: &str,
-        process: usize,
-        control: Arc<JobControl>,
-        observers: Arc<ObserverMetrics>,
-    ) -> anyhow::Result<Outputs> {
-        let opensearch = if opensearch.url.is_empty() { None } else { Some(OpenSearchSink::start(opensearch, crate::mapping::observation_mappings())?) };
-        std::fs::create_dir_all(&config.dir).with_context(|| format!("config key `output.dir`: cannot create {}", config.dir.display()))?;
-        let stats_file = append(&config.dir.join("stats.ndjson"))?;
-        let alerts_file = append(&config.dir.join("alerts.ndjson"))?;
-        let metrics = Arc::new(Metrics::default());
-        let mut registry = Registry::default();
-        metrics.register(&mut registry);
-        registry.register_collector(Box::new(ClientStatsCollector::new(Arc::clone(&control.metrics.clients))));
-        registry.register_collector(Box::new(ProcessCollector));
-        let registry = Arc::new(registry);
-
-        let metrics_addr = if config.metrics_addr.is_empty() {
-            None
-        } else {
-            let mut addr: SocketAddr = config.metrics_addr.parse().with_context(|| {
-                format!("config key `output.metrics_addr`: expected host:port such as 127.0.0.1:9464, got `{}`", config.metrics_addr)
-            })?;
-            addr.set_port(addr.port().saturating_add(u16::try_from(process).unwrap_or(0)));
-            let listener = TcpListener::bind(addr).with_context(|| format!("config key `output.metrics_addr`: cannot listen on {addr}"))?;
-            let bound = listener.local_addr()?;
-            let registry = Arc::clone(&registry);
-            std::thread::Builder::new().name("tidewatch-metrics".into()).spawn(move || serve(listener, &registry))?;
-            tracing::info!(%bound, "serving Prometheus metrics at /metrics");
-            Some(bound)
-        };
-
-        let (stats_tx, stats_rx) = unbounded();
-        let (alerts_tx, alerts_rx) = unbounded();
-        let topic = topic.to_owned();
-        let latest = Arc::new(Mutex::new(Latest::default()));
-        let shared = Arc::clone(&latest);
-        let writer = std::thread::Builder::new().name("tidewatch-outputs".into()).spawn(move || {
-            let files = Files { stats: stats_file, alerts: alerts_file, opensearch };
-            write_loop(stats_rx, alerts_rx, files, &metrics, &topic, &control, &observers, &shared)
-        })?;
-        Ok(Outputs { sinks: ObservationSinks { stats: stats_tx, alerts: alerts_tx }, writer, metrics_addr, latest })
-    }
-
-    /// Waits for the writer to drain and close the files.
-    pub fn finish(self) -> anyhow::Result<()> {
-        drop(self.sinks);
-        self.writer.join().map_err(|_| anyhow::anyhow!("the output writer panicked"))?
-    }
-}
-
-fn append(path: &Path) -> anyhow::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {} for appending", path.display()))
-}
-
-/// Where the documents of a job go: the NDJSON files, and OpenSearch if configured.
-struct Files {
-    stats: File,
-    alerts: File,
-    opensearch: Option<OpenSearchSink>,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn write_loop(
-    stats: Receiver<StatsDoc>,
-    alerts: Receiver<AlertEvent>,
-    files: Files,
-    metrics: &Metrics,
-    topic: &str,
-    control: &JobControl,
-    observers: &ObserverMetrics,
-    latest: &Mutex<Latest>,
-) -> anyhow::Result<()> {
-    let Files { stats: mut stats_file, alerts: mut alerts_file, opensearch } = files;
-    let tick = crossbeam_channel::tick(Duration::from_millis(500));
-    let mut open = (true, true);
-    let refresh = |opensearch: Option<&OpenSearchSink>| refresh_metrics(metrics, control, observers, opensearch);
-    while open.0 || open.1 {
-        select! {
-            recv(stats) -> doc => match doc {
-                Ok(doc) => {
-                    serde_json::to_writer(&mut stats_file, &doc)?;
-                    stats_file.write_all(b"\n")?;
-                    if let Some(sink) = &opensearch {
-                        sink.stats(serde_json::to_value(&doc)?);
-                    }
-                    metrics.absorb_doc(&doc, topic);
-                    let mut latest = latest.lock().unwrap_or_else(PoisonError::into_inner);
-                    latest.windows += 1;
-                    latest.stats = Some(doc);
-                }
-                Err(_) => open.0 = false,
-            },
-            recv(alerts) -> event => match event {
-                Ok(event) => {
-                    serde_json::to_writer(&mut alerts_file, &event)?;
-                    alerts_file.write_all(b"\n")?;
-                    if let Some(sink) = &opensearch {
-                        sink.alert(serde_json::to_value(&event)?);
-                    }
-                    metrics.absorb_alert(&event);
-                    let mut latest = latest.lock().unwrap_or_else(PoisonError::into_inner);
-                    latest.alert_events += 1;
-                    if event.state == AlertState::Firing {
-                        latest.firing.insert(event.rule.clone());
-                    } else {
-                        latest.firing.remove(&event.rule);
-                    }
-                }
-                Err(_) => open.1 = false,
-            },
-            recv(tick) -> _ => refresh(opensearch.as_ref()),
-        }
-    }
-    let counters = opensearch.as_ref().map(|sink| Arc::clone(&sink.counters));
-    if let Some(sink) = opensearch {
-        sink.finish();
-    }
-    refresh(None);
-    if let Some(c) = counters {
-        refresh_opensearch(metrics, &c);
-    }
-    stats_file.sync_data()?;
-    alerts_file.sync_data()?;
-    Ok(())
-}
-
 /// Copies the job's live counters into the Prometheus figures.
-fn refresh_metrics(metrics: &Metrics, control: &JobControl, observers: &ObserverMetrics, opensearch: Option<&OpenSearchSink>) {
+pub(super) fn refresh_metrics(metrics: &Metrics, control: &JobControl, observers: &ObserverMetrics, opensearch: Option<&OpenSearchSink>) {
     let m = &control.metrics;
     raise_to(&metrics.records_read, JobMetrics::get(&m.records_in));
     raise_to(&metrics.bytes_read, JobMetrics::get(&m.bytes_in));
@@ -411,7 +224,7 @@ fn refresh_metrics(metrics: &Metrics, control: &JobControl, observers: &Observer
     }
 }
 
-fn refresh_opensearch(metrics: &Metrics, c: &OpenSearchCounters) {
+pub(super) fn refresh_opensearch(metrics: &Metrics, c: &OpenSearchCounters) {
     raise_to(&metrics.opensearch_indexed, c.indexed.load(Ordering::Relaxed));
     raise_to(&metrics.opensearch_dropped, c.dropped.load(Ordering::Relaxed));
     raise_to(&metrics.opensearch_rejected, c.rejected.load(Ordering::Relaxed));
@@ -419,44 +232,3 @@ fn refresh_opensearch(metrics: &Metrics, c: &OpenSearchCounters) {
     metrics.opensearch_buffered.set(i64::try_from(c.buffered.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
 }
 
-/// Answers `GET /metrics` with the registry in the OpenMetrics text format.
-fn serve(listener: TcpListener, registry: &Registry) {
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                if let Err(error) = answer(stream, registry) {
-                    tracing::debug!(%error, "metrics request failed");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "metrics endpoint accept failed"),
-        }
-    }
-}
-
-fn answer(mut stream: TcpStream, registry: &Registry) -> anyhow::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Drain the headers.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, content_type, body) = if request_line.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-        let mut body = String::new();
-        encode(&mut body, registry)?;
-        ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", body)
-    } else {
-        ("404 Not Found", "text/plain; charset=utf-8", "tidewatch serves /metrics\n".to_owned())
-    };
-    write!(stream, "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
-    Ok(())
-}
-
-/// Reads an NDJSON file of documents.
-pub fn read_ndjson<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).with_context(|| format!("parsing a line of {}", path.display()))).collect()
-}

@@ -110,12 +110,12 @@ impl OpenSearchSink {
     /// engine knows no document's fields).
     pub fn start(config: &OpenSearchConfig, mappings: Value) -> Result<OpenSearchSink> {
         let bad = |key: &str, message: String| EngineError::Config { key: format!("opensearch.{key}"), message };
+        let url = opensearch::http::Url::parse(&config.url).map_err(|e| bad("url", format!("expected a URL such as http://127.0.0.1:9200, got `{}` ({e})", config.url)))?;
         for (key, index) in [("stats_index", &config.stats_index), ("alerts_index", &config.alerts_index), ("profiles_index", &config.profiles_index)] {
             if index.is_empty() {
                 return Err(bad(key, "expected an index name".to_owned()));
             }
         }
-        let url = opensearch::http::Url::parse(&config.url).map_err(|e| bad("url", format!("expected a URL such as http://127.0.0.1:9200, got `{}` ({e})", config.url)))?;
         if config.buffer == 0 || config.batch == 0 {
             return Err(bad("buffer", "buffer and batch must be at least 1".to_owned()));
         }
@@ -370,6 +370,13 @@ mod tests {
         let config = OpenSearchConfig { url: "not a url".into(), ..OpenSearchConfig::default() };
         let text = OpenSearchSink::start(&config, Value::Null).expect_err("bad url").to_string();
         assert!(text.contains("opensearch.url"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_index_name_names_the_key() {
+        let config = OpenSearchConfig { url: "http://127.0.0.1:9200".into(), stats_index: "s".into(), alerts_index: "a".into(), ..OpenSearchConfig::default() };
+        let text = OpenSearchSink::start(&config, Value::Null).expect_err("no profiles index").to_string();
+        assert!(text.contains("opensearch.profiles_index"), "{text}");
     }
 
     #[test]

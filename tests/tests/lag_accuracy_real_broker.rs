@@ -106,7 +106,7 @@ fn real_broker_lag_at_each_window_end_matches_an_independent_reading() -> anyhow
         std::thread::spawn(move || sample(&brokers, &input, &output, &stop))
     };
     let config = GeneratorConfig { seed: 11, partitions: PARTITIONS as u32, partition_weights: vec![1, 1], ..GeneratorConfig::default() };
-    let settings = ProduceSettings { rate: 3_000, duration: Some(Duration::from_secs(8)), ..ProduceSettings::new(&brokers, &input) };
+    let settings = ProduceSettings { rate: 3_000, duration: Some(Duration::from_secs(12)), ..ProduceSettings::new(&brokers, &input) };
     let started = Instant::now();
     let produced = produce_into(&settings, &mut VisitGenerator::try_new(config)?, &NeverStop, None);
     std::thread::sleep(Duration::from_secs(2));
@@ -126,8 +126,10 @@ fn real_broker_lag_at_each_window_end_matches_an_independent_reading() -> anyhow
         for (partition, lag) in &doc.lag_per_partition {
             let partition: i32 = partition.parse()?;
             let Some(independent) = reading_at(&readings, partition, doc.window_end_ms) else { continue };
-            // Only while the job is well behind: the comparison is about staleness.
-            if independent < 1_000.0 {
+            // Only while the job is well behind (the comparison is about staleness): a
+            // position is logged as its epoch closes, a few ms after the window's end, while
+            // the lag grows by ~1.5 records a ms.
+            if independent < 2_500.0 {
                 continue;
             }
             let off = (*lag as f64 - independent).abs();
@@ -137,7 +139,7 @@ fn real_broker_lag_at_each_window_end_matches_an_independent_reading() -> anyhow
             compared += 1;
         }
     }
-    anyhow::ensure!(compared >= 6, "only {compared} window ends with the job well behind; the quota did not hold it back (copied {} of {})", summary.records_delivered, produced.delivered);
+    anyhow::ensure!(compared >= 4, "only {compared} window ends with the job well behind; the quota did not hold it back (copied {} of {})", summary.records_delivered, produced.delivered);
     anyhow::ensure!(worst <= 1.0, "lag was off the independent reading by {worst:.2}× the allowance (1 % or 10 records)");
     Ok(())
 }

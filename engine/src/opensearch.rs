@@ -85,6 +85,9 @@ pub struct OpenSearchCounters {
 #[derive(Debug, Clone)]
 struct Pending {
     index: String,
+    /// The document's id: a retried bulk (its reply lost to an outage) overwrites rather
+    /// than duplicates it.
+    id: String,
     doc: Value,
 }
 
@@ -142,20 +145,22 @@ impl OpenSearchSink {
         Ok(OpenSearchSink { sender: Some(sender), thread: Some(thread), counters, config: config.clone() })
     }
 
-    /// Queues a stats document.
-    pub fn stats(&self, doc: Value) {
-        self.send(&self.config.stats_index.clone(), doc);
+    /// Queues a stats document under the id `id`.
+    pub fn stats(&self, id: String, doc: Value) {
+        self.send(&self.config.stats_index.clone(), id, doc);
     }
 
-    /// Queues an alert transition.
-    pub fn alert(&self, doc: Value) {
-        self.send(&self.config.alerts_index.clone(), doc);
+    /// Queues an alert transition under the id `id`.
+    pub fn alert(&self, id: String, doc: Value) {
+        self.send(&self.config.alerts_index.clone(), id, doc);
     }
 
-    /// Queues a document for `index`; never blocks (a full hand-off channel counts a drop).
-    pub fn send(&self, index: &str, doc: Value) {
+    /// Queues a document for `index` under the id `id` (one id per document, so shipping
+    /// again after an outage never duplicates it); never blocks (a full hand-off channel
+    /// counts a drop).
+    pub fn send(&self, index: &str, id: String, doc: Value) {
         let Some(sender) = &self.sender else { return };
-        match sender.try_send(Pending { index: index.to_owned(), doc }) {
+        match sender.try_send(Pending { index: index.to_owned(), id, doc }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -322,7 +327,7 @@ impl Shipper {
     async fn bulk(&self, batch: &[Pending]) -> Outcome {
         let mut body: Vec<JsonBody<Value>> = Vec::with_capacity(batch.len() * 2);
         for pending in batch {
-            body.push(json!({ "index": { "_index": pending.index } }).into());
+            body.push(json!({ "index": { "_index": pending.index, "_id": pending.id } }).into());
             body.push(pending.doc.clone().into());
         }
         let response = match self.client.bulk(BulkParts::None).body(body).send().await {
@@ -387,7 +392,7 @@ mod tests {
         );
         let mut shipper = Shipper { client, config, counters: Arc::default(), buffer: VecDeque::new(), mappings: Value::Null };
         for i in 0..5 {
-            shipper.push(Pending { index: "i".into(), doc: json!(i) });
+            shipper.push(Pending { index: "i".into(), id: i.to_string(), doc: json!(i) });
         }
         assert_eq!(shipper.counters.dropped.load(Ordering::Relaxed), 2);
         let kept: Vec<Value> = shipper.buffer.iter().map(|p| p.doc.clone()).collect();

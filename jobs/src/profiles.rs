@@ -104,12 +104,13 @@ fn write_loop(receiver: &Receiver<WindowProfile>, dir: &Path, sink: Option<OpenS
     let mut hours: Vec<IndexEntry> = Vec::new();
     let mut hour: Option<WindowProfile> = None;
     let mut written = 0u64;
+    let run = uuid::Uuid::new_v4().simple().to_string();
     for profile in receiver.iter() {
         let stem = profile.file_stem();
         write_profile(dir, &stem, &profile)?;
         written += 1;
         if let Some(sink) = &sink {
-            sink.send(index, summary_doc(&profile));
+            sink.send(index, format!("{run}-{stem}"), summary_doc(&profile));
         }
         tracing::debug!(file = %stem, records = profile.overview.records, alerts = profile.alerts.len(), "profile written");
         entries.insert(0, IndexEntry::of(&stem, &profile));

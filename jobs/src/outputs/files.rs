@@ -45,6 +45,9 @@ pub(super) fn write_loop(
     latest: &Mutex<Latest>,
 ) -> anyhow::Result<()> {
     let Files { stats: mut stats_file, alerts: mut alerts_file, opensearch } = files;
+    // Documents get ids of this run: shipping again after an outage overwrites, and
+    // another run (a restart replaying a window) adds its own.
+    let run = uuid::Uuid::new_v4().simple().to_string();
     let tick = crossbeam_channel::tick(Duration::from_millis(500));
     let mut open = (true, true);
     let refresh = |opensearch: Option<&OpenSearchSink>| refresh_metrics(metrics, control, observers, opensearch);
@@ -55,7 +58,7 @@ pub(super) fn write_loop(
                     serde_json::to_writer(&mut stats_file, &doc)?;
                     stats_file.write_all(b"\n")?;
                     if let Some(sink) = &opensearch {
-                        sink.stats(serde_json::to_value(&doc)?);
+                        sink.stats(format!("{run}-{}", doc.window_start_ms), serde_json::to_value(&doc)?);
                     }
                     metrics.absorb_doc(&doc, topic);
                     let mut latest = latest.lock().unwrap_or_else(PoisonError::into_inner);
@@ -69,7 +72,7 @@ pub(super) fn write_loop(
                     serde_json::to_writer(&mut alerts_file, &event)?;
                     alerts_file.write_all(b"\n")?;
                     if let Some(sink) = &opensearch {
-                        sink.alert(serde_json::to_value(&event)?);
+                        sink.alert(format!("{run}-{}-{}-{:?}", event.rule, event.timestamp, event.state), serde_json::to_value(&event)?);
                     }
                     metrics.absorb_alert(&event);
                     let mut latest = latest.lock().unwrap_or_else(PoisonError::into_inner);

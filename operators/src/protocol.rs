@@ -101,11 +101,6 @@ impl ObserverContext {
     pub fn setting(&self, observer: &str, key: &str, default: &str) -> String {
         self.settings.get(&format!("{observer}.{key}")).cloned().unwrap_or_else(|| default.to_owned())
     }
-
-    /// The start of the window holding `epoch`.
-    pub fn window_of(&self, epoch: u64) -> u64 {
-        epoch - epoch % self.window_ms
-    }
 }
 
 /// An observer on the protocol: a dataflow from the record stream to keyed figures.

@@ -106,8 +106,6 @@ struct SourceState {
     committed: BTreeMap<i32, i64>,
     /// Per cursor: the progress last given on the source's progress output.
     last_progress: Vec<Option<PartitionProgress>>,
-    /// Whether the source has dropped its capability for good.
-    finished: bool,
 }
 
 impl SourceState {
@@ -213,11 +211,6 @@ impl SourceHandle {
     /// Whether every partition of this worker reached its `--until-end` stop line.
     fn reached_end(&self) -> bool {
         self.state.borrow().cursors.iter().all(|c| c.position >= c.end || c.at_eof)
-    }
-
-    /// Whether the source has dropped its capability for good.
-    pub fn is_finished(&self) -> bool {
-        self.state.borrow().finished
     }
 
     /// Logs the positions at the close of epoch `time`, for the commit if they moved, and
@@ -479,7 +472,6 @@ fn reader(
         }
         if control.stop_requested() || (pace.until_end && handle.reached_end()) {
             handle.close_epoch(*cap.time(), &control.metrics, progress, progress_cap);
-            handle.state.borrow_mut().finished = true;
             tracing::info!(worker = handle.worker, positions = ?handle.positions(), "source finished");
             capability = None;
             return;

@@ -11,9 +11,8 @@
 
 #![allow(clippy::print_stdout)] // an example prints its result
 
-use serde_json::Value;
 use tidewatch_engine::Record;
-use tidewatch_operators::custom::{run_observer, Counts, ObserverFactory, RecordObserver, RecordView};
+use tidewatch_operators::custom::{run_observer, Counts, FieldValue, ObserverFactory, RecordObserver, RecordView};
 
 /// The observer: a name, the metrics it reports, and one instance per worker.
 #[derive(Debug)]
@@ -28,10 +27,10 @@ struct PrivateVisitsOnWorker {
 
 impl RecordObserver for PrivateVisitsOnWorker {
     fn observe(&mut self, record: &RecordView<'_>) {
-        // `field` parses the value once, shared with every other observer that asks.
+        // `field` reads the parse every observer shares (the field is listed in `fields`).
         match record.field("keep_private") {
-            Some(Value::Bool(true)) => self.private += 1,
-            Some(Value::Bool(false)) => self.public += 1,
+            Some(FieldValue::Bool(true)) => self.private += 1,
+            Some(FieldValue::Bool(false)) => self.public += 1,
             _ => {}
         }
     }
@@ -51,6 +50,9 @@ impl ObserverFactory for PrivateVisits {
     }
     fn create(&self, _worker: usize) -> Box<dyn RecordObserver> {
         Box::<PrivateVisitsOnWorker>::default()
+    }
+    fn fields(&self) -> Vec<String> {
+        vec!["keep_private".to_owned()]
     }
 }
 

@@ -1,11 +1,11 @@
-//! Classifies a record's JSON value in one pass: for each configured field path, whether
-//! it is present, missing, null, `""`, `[]` or `{}`; for the record, whether it parsed
-//! and is an object. Nothing is allocated for fields that are not watched.
+//! How a record's JSON value reads for quality: for each watched field path, whether it
+//! is present, missing, null, `""`, `[]` or `{}` ([`FieldKind`]); for the record, whether
+//! it parsed and is an object ([`RecordKind`]). The kinds come from the parse the
+//! observers share ([`crate::parse`]).
 
-use std::fmt;
-
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+
+use crate::parse::{FieldRef, FieldValue, Parser, Tape, Watches};
 
 /// How one field of a record reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -77,18 +77,10 @@ impl RecordKind {
     }
 }
 
-/// A set of watched field paths (`page`, `context.user.login`), compiled into a tree.
+/// A set of watched field paths (`page`, `context.user.login`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldSet {
     paths: Vec<String>,
-    root: Node,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Node {
-    /// Index of the field this node is, if it is one.
-    field: Option<usize>,
-    children: Vec<(String, Node)>,
 }
 
 /// A field path that cannot be watched.
@@ -102,33 +94,19 @@ pub struct FieldPathError {
 }
 
 impl FieldSet {
-    /// Compiles dotted paths; an empty path or segment is an error.
+    /// Checks dotted paths; an empty path or segment, or a path listed twice, is an error.
     pub fn new<S: AsRef<str>>(paths: &[S]) -> Result<FieldSet, FieldPathError> {
-        let mut root = Node::default();
-        let mut names = Vec::with_capacity(paths.len());
-        for (index, path) in paths.iter().enumerate() {
+        let watches = Watches::default();
+        let mut names: Vec<String> = Vec::with_capacity(paths.len());
+        for path in paths {
             let path = path.as_ref();
-            if path.is_empty() || path.split('.').any(str::is_empty) {
-                return Err(FieldPathError { path: path.to_owned(), reason: "expected dot-separated non-empty names" });
-            }
-            if names.iter().any(|n: &String| n == path) {
+            watches.watch(path)?;
+            if names.iter().any(|n| n == path) {
                 return Err(FieldPathError { path: path.to_owned(), reason: "listed twice" });
             }
-            let mut node = &mut root;
-            for segment in path.split('.') {
-                let at = match node.children.iter().position(|(name, _)| name == segment) {
-                    Some(at) => at,
-                    None => {
-                        node.children.push((segment.to_owned(), Node::default()));
-                        node.children.len() - 1
-                    }
-                };
-                node = &mut node.children[at].1;
-            }
-            node.field = Some(index);
             names.push(path.to_owned());
         }
-        Ok(FieldSet { paths: names, root })
+        Ok(FieldSet { paths: names })
     }
 
     /// The watched paths, in the order given (a field's index is its position here).
@@ -146,7 +124,14 @@ impl FieldSet {
         self.paths.is_empty()
     }
 
-    /// Classifies `value`, writing each field's kind into `kinds` (resized to [`Self::len`]).
+    /// Watches every path in `watches`: the [`FieldRef`] of each, in order.
+    pub fn watch(&self, watches: &Watches) -> Vec<FieldRef> {
+        self.paths.iter().filter_map(|p| watches.watch(p).ok()).collect()
+    }
+
+    /// Classifies one `value` on its own, writing each field's kind into `kinds` (resized
+    /// to [`Self::len`]), with the job's parser ([`crate::parse`]); the job itself reads
+    /// the kinds from the parse its observers share.
     ///
     /// # Examples
     /// ```
@@ -159,171 +144,15 @@ impl FieldSet {
     /// assert_eq!(fields.classify(Some(b"{\"page\":"), &mut kinds), RecordKind::Unparseable);
     /// ```
     pub fn classify(&self, value: Option<&[u8]>, kinds: &mut Vec<FieldKind>) -> RecordKind {
+        let watches = Watches::default();
+        self.watch(&watches);
+        let mut parser = Parser::new(&watches, Some(0));
+        let mut tape = Tape::default();
+        let (kind, values) = parser.parse_one(value, &mut tape);
         kinds.clear();
+        kinds.extend(values.map(|v| v.map_or(FieldKind::Missing, FieldValue::kind)));
         kinds.resize(self.paths.len(), FieldKind::Missing);
-        let Some(bytes) = value else { return RecordKind::Tombstone };
-        // JSON is UTF-8 text; serde_json does not check the bytes of strings it skips.
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            return RecordKind::Unparseable;
-        };
-        let mut de = serde_json::Deserializer::from_str(text);
-        let outcome = RootSeed { node: &self.root, kinds: kinds.as_mut_slice() }.deserialize(&mut de);
-        match outcome.and_then(|is_object| de.end().map(|()| is_object)) {
-            Ok(true) => RecordKind::Object,
-            Ok(false) => {
-                kinds.iter_mut().for_each(|k| *k = FieldKind::Missing);
-                RecordKind::NotObject
-            }
-            Err(_) => {
-                kinds.iter_mut().for_each(|k| *k = FieldKind::Missing);
-                RecordKind::Unparseable
-            }
-        }
-    }
-}
-
-/// Reads any value; for an object, walks `node`'s children. Returns whether it was an object.
-struct RootSeed<'a, 'k> {
-    node: &'a Node,
-    kinds: &'k mut [FieldKind],
-}
-
-impl<'de> DeserializeSeed<'de> for RootSeed<'_, '_> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(ValueVisitor { node: self.node, kinds: self.kinds }).map(|kind| matches!(kind, Shape::Object | Shape::EmptyObject))
-    }
-}
-
-/// The shape of one JSON value, enough to tell the kinds apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    Null,
-    EmptyString,
-    EmptyArray,
-    EmptyObject,
-    Object,
-    Other,
-}
-
-impl Shape {
-    fn kind(self) -> FieldKind {
-        match self {
-            Shape::Null => FieldKind::Null,
-            Shape::EmptyString => FieldKind::EmptyString,
-            Shape::EmptyArray => FieldKind::EmptyArray,
-            Shape::EmptyObject => FieldKind::EmptyObject,
-            Shape::Object | Shape::Other => FieldKind::Present,
-        }
-    }
-}
-
-/// Visits one value; if it is an object, classifies the watched children of `node`.
-struct ValueVisitor<'a, 'k> {
-    node: &'a Node,
-    kinds: &'k mut [FieldKind],
-}
-
-impl<'de> Visitor<'de> for ValueVisitor<'_, '_> {
-    type Value = Shape;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Shape, E> {
-        Ok(Shape::Null)
-    }
-    fn visit_none<E: serde::de::Error>(self) -> Result<Shape, E> {
-        Ok(Shape::Null)
-    }
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Shape, E> {
-        Ok(Shape::Other)
-    }
-    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Shape, E> {
-        Ok(if s.is_empty() { Shape::EmptyString } else { Shape::Other })
-    }
-    fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Shape, E> {
-        self.visit_str(s)
-    }
-    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Shape, E> {
-        self.visit_str(&s)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
-        let mut empty = true;
-        while seq.next_element::<IgnoredAny>()?.is_some() {
-            empty = false;
-        }
-        Ok(if empty { Shape::EmptyArray } else { Shape::Other })
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
-        let mut empty = true;
-        while let Some(child) = map.next_key_seed(KeySeed { node: self.node })? {
-            empty = false;
-            match child {
-                Some(node) => {
-                    let shape = map.next_value_seed(ChildSeed { node, kinds: &mut *self.kinds })?;
-                    if let Some(index) = node.field {
-                        if let Some(slot) = self.kinds.get_mut(index) {
-                            *slot = shape.kind();
-                        }
-                    }
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(if empty { Shape::EmptyObject } else { Shape::Object })
-    }
-}
-
-/// Reads a child value: walks it when the child has watched children of its own.
-struct ChildSeed<'a, 'k> {
-    node: &'a Node,
-    kinds: &'k mut [FieldKind],
-}
-
-impl<'de> DeserializeSeed<'de> for ChildSeed<'_, '_> {
-    type Value = Shape;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Shape, D::Error> {
-        d.deserialize_any(ValueVisitor { node: self.node, kinds: self.kinds })
-    }
-}
-
-/// Reads a key and finds the watched child of that name, without allocating.
-struct KeySeed<'a> {
-    node: &'a Node,
-}
-
-impl<'de, 'a> DeserializeSeed<'de> for KeySeed<'a> {
-    type Value = Option<&'a Node>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de, 'a> Visitor<'de> for KeySeed<'a> {
-    type Value = Option<&'a Node>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.node.children.iter().find(|(name, _)| name == key).map(|(_, node)| node))
-    }
-    fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
-        self.visit_str(key)
-    }
-    fn visit_string<E: serde::de::Error>(self, key: String) -> Result<Self::Value, E> {
-        self.visit_str(&key)
+        kind
     }
 }
 

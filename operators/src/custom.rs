@@ -40,47 +40,19 @@
 //! assert_eq!(totals["keys.null_keys"], 2);
 //! ```
 
-use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
-use serde_json::Value;
 use tidewatch_engine::budget::Sampler;
 use tidewatch_engine::counts::CountKeys;
 use tidewatch_engine::{Record, RecordStream};
+
+use crate::parse::{FullParse, ParseRecords, ParsedBatch, ParsedRecords};
+pub use crate::parse::{FieldValue, RecordView};
 use timely::dataflow::operators::capture::{Capture, Extract};
 use timely::dataflow::operators::ToStream;
-
-/// A record as an observer sees it: the raw record, and its value parsed as JSON at most
-/// once however many observers ask.
-#[derive(Debug)]
-pub struct RecordView<'a> {
-    record: &'a Record,
-    json: OnceCell<Option<Value>>,
-}
-
-impl<'a> RecordView<'a> {
-    /// Wraps a record.
-    pub fn new(record: &'a Record) -> Self {
-        RecordView { record, json: OnceCell::new() }
-    }
-
-    /// The record, bytes and all.
-    pub fn record(&self) -> &'a Record {
-        self.record
-    }
-
-    /// The value parsed as JSON (`None` for a null value or one that does not parse).
-    pub fn json(&self) -> Option<&Value> {
-        self.json.get_or_init(|| self.record.value.as_deref().and_then(|v| serde_json::from_slice(v).ok())).as_ref()
-    }
-
-    /// The JSON value at a dotted path (`context.user.login`), if present.
-    pub fn field(&self, path: &str) -> Option<&Value> {
-        path.split('.').try_fold(self.json()?, |value, key| value.get(key))
-    }
-}
 
 /// Where an observer adds its counts at the end of an epoch.
 #[derive(Debug)]
@@ -145,6 +117,11 @@ pub trait ObserverFactory: Send + Sync + 'static {
     fn exact(&self) -> bool {
         false
     }
+    /// The fields (dotted paths) it reads with [`RecordView::field`]: read from the parse
+    /// every observer shares. A field not listed is read from a second parse.
+    fn fields(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The full names (`<observer>.<metric>`) of the metrics of `observers`, in report order.
@@ -170,34 +147,39 @@ const SAMPLES_PER_EPOCH: usize = 5;
 /// (by its index in [`metric_names`]) as a differential update, and the samples given,
 /// emitted when the epoch is complete.
 pub fn observe_custom<'scope>(records: RecordStream<'scope>, observers: Vec<Arc<dyn ObserverFactory>>) -> VecCollection<'scope, u64, CustomKey, isize> {
-    observe_custom_core(records, observers, 0, None)
+    observe_custom_core(&records.parse_records(FullParse::Never), observers, 0, None)
 }
 
 /// [`observe_custom`] for observers whose metrics start at index `base`, looking at the
 /// records `sampler` takes (all without one), with the time they take charged to it.
 pub fn observe_custom_core<'scope>(
-    records: RecordStream<'scope>,
+    records: &ParsedRecords<'scope>,
     observers: Vec<Arc<dyn ObserverFactory>>,
     base: usize,
     mut sampler: Option<Sampler>,
 ) -> VecCollection<'scope, u64, CustomKey, isize> {
-    let worker = records.scope().index();
+    let worker = records.stream().scope().index();
+    for path in observers.iter().flat_map(|o| o.fields()) {
+        if let Err(error) = records.watch(&path) {
+            tracing::warn!(%error, "an observer's field is read from a second parse");
+        }
+    }
     let name = if sampler.is_some() { "CustomObservers(sampled)" } else { "CustomObservers" };
     let sampled = sampler.is_some();
     let mut instances: Vec<(Box<dyn RecordObserver>, Vec<String>)> = observers.iter().map(|o| (o.create(worker), o.metrics())).collect();
     let width: usize = instances.iter().map(|(_, m)| m.len()).sum();
     let mut last_epoch = None;
-    records.count_core(
+    records.stream().count_core(
         name,
         move || Staged { values: vec![0; width], samples: Vec::new(), per_metric: vec![0; width], skipped: 0, observed: 0 },
-        move |staged, epoch, data: &mut Vec<Record>| {
+        move |staged, epoch, batches: &mut Vec<Rc<ParsedBatch>>| {
             let started = std::time::Instant::now();
             if let Some(sampler) = sampler.as_mut() {
                 if last_epoch.replace(epoch).is_some_and(|e| e != epoch) {
                     sampler.next_epoch();
                 }
             }
-            for record in data.iter() {
+            for view in batches.iter().flat_map(|batch| batch.views()) {
                 if let Some(sampler) = sampler.as_mut() {
                     if !sampler.take() {
                         staged.skipped += 1;
@@ -205,7 +187,6 @@ pub fn observe_custom_core<'scope>(
                     }
                     staged.observed += 1;
                 }
-                let view = RecordView::new(record);
                 for (observer, _) in &mut instances {
                     observer.observe(&view);
                 }

@@ -3,6 +3,7 @@
 pub mod classify;
 pub mod custom;
 pub mod lag;
+pub mod parse;
 pub mod quality;
 pub mod reconcile;
 pub mod stats;

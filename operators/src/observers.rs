@@ -1,6 +1,7 @@
 //! The job's observers assembled: quality and lag observed on every worker, folded into
 //! one stats document per window and alert transitions on worker 0, handed to outputs.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use tidewatch_engine::budget::{CopyClock, Sampler};
 use tidewatch_engine::config::deserialize_duration;
 use tidewatch_engine::counts::arrange_compacted;
-use tidewatch_engine::{Observe, ObserveInputs, RecordStream, WorkerContext};
+use tidewatch_engine::{Observe, ObserveInputs, WorkerContext};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Inspect;
 
@@ -23,7 +24,8 @@ use crate::custom::{metric_names, observe_custom_core, CustomKey, ObserverFactor
 use crate::reconcile::Reconcile;
 use crate::value_rules::{RuleError, ValueRule, ValueRules};
 use crate::lag::lag_rows;
-use crate::profile::dataflow::ProfileWindows;
+use crate::parse::{FullParse, ParseRecords, ParsedRecords, ParsedStream};
+use crate::profile::dataflow::profile_parsed;
 use crate::profile::{ProfileConfig, WindowProfile};
 use crate::quality::ObserveQuality;
 use crate::builtin;
@@ -317,14 +319,19 @@ impl Observe for Observers {
         let ObserveInputs { records, delivered, progress, watermarks, source } = inputs;
         let scope = records.scope();
         let copy_clock = Rc::clone(source.copy_clock());
-        if let Some((config, window_ms)) = &self.profile {
-            self.profile(records.clone(), Arc::clone(config), *window_ms, Sampler::new(Rc::clone(&copy_clock), self.budget));
+        // One parse of every record, shared by every observer below; the records the
+        // profile takes (within the budget) are read whole.
+        let profile_sampler = self.profile.as_ref().map(|_| Rc::new(RefCell::new(Sampler::new(Rc::clone(&copy_clock), self.budget))));
+        let full = profile_sampler.clone().map_or(FullParse::Never, FullParse::Sampled);
+        let parsed = records.parse_records(full);
+        if let (Some((config, window_ms)), Some(sampler)) = (&self.profile, profile_sampler) {
+            self.profile(parsed.stream(), Arc::clone(config), *window_ms, sampler);
         }
 
         // Quality: pre-aggregated per worker and epoch, consolidated by key in an arrangement.
         let metrics = Arc::clone(&self.metrics);
         let mut last_size = 0u64;
-        let quality = arrange_compacted(records.clone().quality_deltas(Arc::clone(&self.fields)), "QualityCounts", move |size| {
+        let quality = arrange_compacted(parsed.clone().quality_deltas(Arc::clone(&self.fields)), "QualityCounts", move |size| {
             metrics.arrangement_updates.fetch_add(size.wrapping_sub(last_size), Ordering::Relaxed);
             last_size = size;
         })
@@ -335,10 +342,10 @@ impl Observe for Observers {
             .as_collection();
         // Lag: this worker's source progress joined with the monitor's watermarks.
         let lag = lag_rows(progress, watermarks).map(Observation::Lag);
-        let custom = self.record_observers(records.clone(), &copy_clock);
+        let custom = self.record_observers(&parsed, &copy_clock);
         // Observers on the protocol: any dataflow, keyed figures out.
         let context = ObserverContext::new(self.window_ms, self.settings.clone(), Rc::clone(&copy_clock), self.budget);
-        let figures = self.dataflow.iter().map(|o| o.observe(records.clone(), &context).map(Observation::Metric));
+        let figures = self.dataflow.iter().map(|o| o.observe(&parsed, &context).map(Observation::Metric));
         let figures = differential_dataflow::collection::concatenate(scope, figures);
 
         let stats_sink = self.sinks.stats.clone();
@@ -357,10 +364,10 @@ impl Observers {
     /// Dataset profiles: partial profiles per worker and window, merged by field,
     /// assembled on worker 0. Every worker builds the operators (their exchanges span all
     /// workers); worker 0, in process 0, hands the profiles to the sink.
-    fn profile<'scope>(&self, records: RecordStream<'scope>, config: Arc<ProfileConfig>, window_ms: u64, sampler: Sampler) {
+    fn profile<'scope>(&self, records: ParsedStream<'scope>, config: Arc<ProfileConfig>, window_ms: u64, sampler: Rc<RefCell<Sampler>>) {
         let sink = self.profile_sink.clone();
         let counted = Arc::clone(&self.metrics);
-        records.profile_windows_within(config, window_ms, Some(sampler)).inspect(move |profile| {
+        profile_parsed(records, config, window_ms, Some(sampler)).inspect(move |profile| {
             counted.profile_sampling.report(profile.overview.offered(), profile.overview.records);
             if let Some(sink) = &sink {
                 let _ = sink.send(profile.clone());
@@ -370,10 +377,10 @@ impl Observers {
 
     /// The record observers' counts per epoch and worker: those that must see every
     /// record (value rules, reconciliation) first, the others within the budget.
-    fn record_observers<'scope>(&self, records: RecordStream<'scope>, copy_clock: &Rc<CopyClock>) -> VecCollection<'scope, u64, Observation, isize> {
+    fn record_observers<'scope>(&self, records: &ParsedRecords<'scope>, copy_clock: &Rc<CopyClock>) -> VecCollection<'scope, u64, Observation, isize> {
         let (exact, sampled): (Vec<_>, Vec<_>) = self.custom.iter().cloned().partition(|o| o.exact());
         let base = metric_names(&exact).len();
-        let exact = observe_custom_core(records.clone(), exact, 0, None);
+        let exact = observe_custom_core(records, exact, 0, None);
         let custom = if sampled.is_empty() {
             exact
         } else {

@@ -1,18 +1,20 @@
 //! Data quality: how many records carry each watched field empty, and how, per epoch.
 //!
-//! Every record is parsed once ([`FieldSet::classify`]); each worker pre-aggregates the
-//! counts of its records per epoch and, once the epoch is complete, emits them as
-//! differential updates `(key, epoch, count)`. Downstream, the updates of all workers are
-//! consolidated in an arrangement keyed by [`QualityKey`].
+//! The kinds are read from the parse the observers share ([`crate::parse`]); each worker
+//! pre-aggregates the counts of its records per epoch and, once the epoch is complete,
+//! emits them as differential updates `(key, epoch, count)`. Downstream, the updates of
+//! all workers are consolidated in an arrangement keyed by [`QualityKey`].
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use tidewatch_engine::counts::CountKeys;
-use tidewatch_engine::{Record, RecordStream};
+use tidewatch_engine::RecordStream;
 
 use crate::classify::{FieldKind, FieldSet, RecordKind};
+use crate::parse::{FieldValue, FullParse, ParseRecords, ParsedBatch, ParsedRecords};
 
 /// What one quality count counts: records of a kind, or records whose field `index`
 /// (in the [`FieldSet`]) reads as a kind.
@@ -78,20 +80,26 @@ pub trait ObserveQuality<'scope> {
 
 impl<'scope> ObserveQuality<'scope> for RecordStream<'scope> {
     fn quality_deltas(self, fields: Arc<FieldSet>) -> VecCollection<'scope, u64, QualityKey, isize> {
+        self.parse_records(FullParse::Never).quality_deltas(fields)
+    }
+}
+
+impl<'scope> ObserveQuality<'scope> for ParsedRecords<'scope> {
+    fn quality_deltas(self, fields: Arc<FieldSet>) -> VecCollection<'scope, u64, QualityKey, isize> {
         let all_keys = keys(&fields);
         let width = all_keys.len();
-        let mut kinds = Vec::with_capacity(fields.len());
-        self.count_core(
+        let watched = fields.watch(&self.watch_handle());
+        self.stream().count_core(
             "QualityPreAggregate",
             move || vec![0_isize; width],
-            move |counts, _epoch, records: &mut Vec<Record>| {
-                for record in records.iter() {
-                    let kind = fields.classify(record.value.as_deref(), &mut kinds);
+            move |counts, _epoch, batches: &mut Vec<Rc<ParsedBatch>>| {
+                for view in batches.iter().flat_map(|batch| batch.views()) {
+                    let kind = view.kind();
                     counts[slot(QualityKey::Record(kind))] += 1;
                     if kind == RecordKind::Object || kind == RecordKind::NotObject {
-                        for (field, field_kind) in kinds.iter().enumerate() {
-                            let field = u16::try_from(field).unwrap_or(u16::MAX);
-                            counts[slot(QualityKey::Field(field, *field_kind))] += 1;
+                        for (field, watched) in watched.iter().enumerate() {
+                            let field_kind = view.get(*watched).map_or(FieldKind::Missing, FieldValue::kind);
+                            counts[slot(QualityKey::Field(u16::try_from(field).unwrap_or(u16::MAX), field_kind))] += 1;
                         }
                     }
                 }

@@ -34,11 +34,10 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use tidewatch_engine::config::deserialize_optional_duration;
 
-use crate::custom::{Counts, ObserverFactory, RecordObserver, RecordView};
+use crate::custom::{Counts, FieldValue, ObserverFactory, RecordObserver, RecordView};
 
 /// One rule.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -121,16 +120,10 @@ impl ValueRules {
 }
 
 /// Whether `value` satisfies `check` at `now_ms`.
-fn holds(check: &Check, value: &Value, now_ms: i64) -> bool {
-    let text = || match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    };
+fn holds(check: &Check, value: FieldValue<'_>, now_ms: i64) -> bool {
     match check {
         Check::Regex(re) => value.as_str().is_some_and(|s| re.is_match(s)),
-        Check::Allowed(allowed) => text().is_some_and(|t| allowed.contains(&t)),
+        Check::Allowed(allowed) => value.text().is_some_and(|t| allowed.iter().any(|a| *a == *t)),
         Check::Range(min, max) => {
             let number = value.as_f64().or_else(|| value.as_str().and_then(|s| s.parse::<f64>().ok()));
             number.is_some_and(|n| min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m))
@@ -159,7 +152,7 @@ impl RecordObserver for OnWorker {
         let now = chrono::Utc::now().timestamp_millis();
         for (i, rule) in self.rules.iter().enumerate() {
             match record.field(&rule.field) {
-                None | Some(Value::Null) => {}
+                None | Some(FieldValue::Null) => {}
                 Some(value) => {
                     self.checked[i] += 1;
                     if !holds(&rule.check, value, now) {
@@ -201,6 +194,10 @@ impl ObserverFactory for ValueRules {
     /// Always exact: value rules are quality counts.
     fn exact(&self) -> bool {
         true
+    }
+
+    fn fields(&self) -> Vec<String> {
+        self.rules.iter().map(|r| r.field.clone()).collect()
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
 use tidewatch_engine::counts::{CountKeys, MetricKey};
-use tidewatch_engine::RecordStream;
+use tidewatch_operators::parse::ParsedRecords;
 use tidewatch_jobs::cli::Tidewatch;
 use tidewatch_operators::protocol::{DataflowObserver, MetricKind, MetricSpec, ObserverContext};
 
@@ -35,10 +35,14 @@ impl DataflowObserver for KeySizes {
         ]
     }
 
-    fn observe<'scope>(&self, records: RecordStream<'scope>, _context: &ObserverContext) -> VecCollection<'scope, u64, MetricKey, isize> {
-        records.count_each("KeySizes", |record, tally| match &record.key {
-            None => tally.add(MetricKey::new("key_sizes", "null_keys").label("partition", record.partition), 1),
-            Some(key) => tally.add(MetricKey::new("key_sizes", "key_bytes").label("partition", record.partition), key.len() as isize),
+    fn observe<'scope>(&self, records: &ParsedRecords<'scope>, _context: &ObserverContext) -> VecCollection<'scope, u64, MetricKey, isize> {
+        records.stream().count_each("KeySizes", |batch, tally| {
+            for record in batch.records() {
+                match &record.key {
+                    None => tally.add(MetricKey::new("key_sizes", "null_keys").label("partition", record.partition), 1),
+                    Some(key) => tally.add(MetricKey::new("key_sizes", "key_bytes").label("partition", record.partition), key.len() as isize),
+                }
+            }
         })
     }
 }

@@ -3,14 +3,14 @@
 //! keeps one of each, and the collection's size is the gauge
 //! `distinct_users.users` — exact, over every record of the window, on all workers.
 //!
-//! Setting: `distinct_users.field` (default `user_id`), a top-level string field.
+//! Setting: `distinct_users.field` (default `user_id`), a string field (a dotted path).
 
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::dataflow::operators::vec::Map;
 use tidewatch_engine::counts::{CountKeys, MetricKey};
-use tidewatch_engine::RecordStream;
 
-use crate::protocol::{top_level_str, DataflowObserver, MetricKind, MetricSpec, ObserverContext};
+use crate::parse::ParsedRecords;
+use crate::protocol::{DataflowObserver, MetricKind, MetricSpec, ObserverContext};
 
 /// The distinct-users observer.
 #[derive(Debug, Clone, Copy, Default)]
@@ -27,14 +27,16 @@ impl DataflowObserver for DistinctUsers {
         vec![MetricSpec::new("users", MetricKind::Gauge, &[], "Distinct values of the user field in the window")]
     }
 
-    fn observe<'scope>(&self, records: RecordStream<'scope>, context: &ObserverContext) -> VecCollection<'scope, u64, MetricKey, isize> {
-        let field = context.setting(NAME, "field", "user_id");
+    fn observe<'scope>(&self, records: &ParsedRecords<'scope>, context: &ObserverContext) -> VecCollection<'scope, u64, MetricKey, isize> {
+        let field = records.watch(&context.setting(NAME, "field", "user_id"));
         let window_ms = context.window_ms;
         // Users per epoch (pre-aggregated per worker), placed in their epoch's window.
         let users = records
-            .count_each("DistinctUsersSeen", move |record, tally| {
-                if let Some(user) = record.value.as_deref().and_then(|v| top_level_str(v, &field)) {
-                    tally.add(user.into_owned(), 1);
+            .stream()
+            .count_each("DistinctUsersSeen", move |batch, tally| {
+                let Ok(field) = field else { return };
+                for user in batch.views().filter_map(|view| view.get(field).and_then(|v| v.as_str().map(str::to_owned))) {
+                    tally.add(user, 1);
                 }
             })
             .inner

@@ -4,15 +4,17 @@
 //! windows pass. The newest `event_time` is read from the records the observation
 //! budget lets it see (`observe.budget`); the newest Kafka timestamp from every record.
 //!
-//! Setting: `freshness.field` (default `event_time`), a top-level RFC 3339 string.
+//! Setting: `freshness.field` (default `event_time`), an RFC 3339 string field (a dotted path).
 
 use std::collections::BTreeMap;
 
 use differential_dataflow::VecCollection;
-use tidewatch_engine::counts::{CountKeys, MetricKey};
-use tidewatch_engine::{Record, RecordStream};
+use std::rc::Rc;
 
-use crate::protocol::{top_level_str, DataflowObserver, MetricKind, MetricSpec, ObserverContext};
+use tidewatch_engine::counts::{CountKeys, MetricKey};
+
+use crate::parse::{ParsedBatch, ParsedRecords};
+use crate::protocol::{DataflowObserver, MetricKind, MetricSpec, ObserverContext};
 
 /// The freshness observer.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,30 +37,31 @@ impl DataflowObserver for Freshness {
         ]
     }
 
-    fn observe<'scope>(&self, records: RecordStream<'scope>, context: &ObserverContext) -> VecCollection<'scope, u64, MetricKey, isize> {
-        let field = context.setting(NAME, "field", "event_time");
+    fn observe<'scope>(&self, records: &ParsedRecords<'scope>, context: &ObserverContext) -> VecCollection<'scope, u64, MetricKey, isize> {
+        let field = records.watch(&context.setting(NAME, "field", "event_time")).ok();
         let mut sampler = context.sampler();
         // The levels reported so far, per partition (each partition is read by one worker).
         let mut reported: BTreeMap<(i32, bool), i64> = BTreeMap::new();
         let mut last_epoch = None;
-        records.count_core(
+        records.stream().count_core(
             "Freshness",
             Newest::new,
-            move |newest, epoch, batch: &mut Vec<Record>| {
+            move |newest, epoch, batches: &mut Vec<Rc<ParsedBatch>>| {
                 if last_epoch.replace(epoch).is_some_and(|e| e != epoch) {
                     sampler.next_epoch();
                 }
-                for record in batch.iter() {
+                for record in batches.iter().flat_map(|batch| batch.records()) {
                     let slot = newest.entry(record.partition).or_default();
                     slot.0 = slot.0.max(record.timestamp);
                 }
+                let Some(field) = field else { return };
                 sampler.timed(|sampler| {
-                    for record in batch.iter() {
+                    for view in batches.iter().flat_map(|batch| batch.views()) {
                         if !sampler.take() {
                             continue;
                         }
-                        let event = record.value.as_deref().and_then(|v| top_level_str(v, &field)).and_then(|t| parse_ms(&t));
-                        if let (Some(event), Some(slot)) = (event, newest.get_mut(&record.partition)) {
+                        let event = view.get(field).and_then(|v| v.as_str()).and_then(parse_ms);
+                        if let (Some(event), Some(slot)) = (event, newest.get_mut(&view.record().partition)) {
                             slot.1 = slot.1.max(Some(event));
                         }
                     }

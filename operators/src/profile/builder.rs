@@ -1,24 +1,20 @@
-//! [`ProfileBuilder`]: profiles raw record values in one pass.
+//! [`ProfileBuilder`]: profiles record values from the shared parse ([`crate::parse`]).
 //!
-//! Each value is parsed once, by a strict byte scanner for the common case
-//! (`fast.rs`) or, when that gives up, a streaming serde visitor (no
-//! `serde_json::Value` either way).
-//! Field paths are interned in a tree of keys (`schema.rs`), so a record whose keys
-//! were seen before allocates nothing. The values of a record are buffered as events
-//! and applied only once the whole value has parsed, so a record that turns out to be
-//! malformed half-way is counted as unparseable and leaves no trace in the fields.
+//! In the job, the builder reads the events of each record the parse read whole
+//! ([`ProfileBuilder::observe_view`]); alone, it parses values itself with the same
+//! parser ([`ProfileBuilder::observe`]). The values of a record are applied only once the
+//! whole value has parsed, so a record that turns out to be malformed half-way is counted
+//! as unparseable and leaves no trace in the fields.
 
-use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-
-use super::fast::{scan, Scan};
 use super::field::{FieldProfile, TimeRange};
-use super::schema::{Event, Schema, MAX_DEPTH};
 use super::sketch::ValueType;
 use super::timestamp::parse_rfc3339_ms;
 use super::{Overview, PartialProfile, ProfileConfig};
+use crate::classify::RecordKind;
+use crate::parse::{Event, Names, Parser, RecordView, Tape, Watches};
 
 /// Longest text kept for a frequent value (the value is counted by its full hash).
 const MAX_VALUE_TEXT: usize = 256;
@@ -34,27 +30,38 @@ pub(crate) fn counters_for(top_k: usize) -> usize {
     top_k.saturating_mul(10).max(100)
 }
 
-/// Profiles raw record values (JSON) of one window, in one pass; see the module docs.
+/// Profiles record values (JSON) of one window, in one pass; see the module docs.
 #[derive(Debug)]
 pub struct ProfileBuilder {
-    schema: Schema,
+    /// Per field of the window: its path and profile.
+    names: Vec<Box<str>>,
     fields: Vec<FieldProfile>,
+    /// The window's field of each id of the parse's current generation (1 + index; 0: not
+    /// yet looked up), and that generation.
+    slot_of: Vec<u32>,
+    generation: u64,
+    /// The window's field by path, to find a field again under a new generation of ids.
+    by_name: HashMap<Box<str>, u32>,
+    max_fields: usize,
     counters: usize,
     overview: Overview,
-    events: Vec<Event>,
-    text: String,
+    /// For [`ProfileBuilder::observe`]: a parser and its scratch.
+    own: Option<Box<(Parser, Tape)>>,
 }
 
 impl ProfileBuilder {
     /// An empty builder for `config` (its `top_k` and `max_fields`).
     pub fn new(config: &ProfileConfig) -> ProfileBuilder {
         ProfileBuilder {
-            schema: Schema::new(config.max_fields.max(1)),
+            names: Vec::new(),
             fields: Vec::new(),
+            slot_of: Vec::new(),
+            generation: 0,
+            by_name: HashMap::new(),
+            max_fields: config.max_fields.max(1),
             counters: counters_for(config.top_k),
             overview: Overview::default(),
-            events: Vec::new(),
-            text: String::new(),
+            own: None,
         }
     }
 
@@ -63,147 +70,168 @@ impl ProfileBuilder {
         self.overview.records
     }
 
-    /// Profiles one record value: `None` is a tombstone, bytes that are not JSON (or not
-    /// UTF-8) are counted as unparseable, JSON that is not an object as `not_object`.
     /// Counts a record the observation budget left out of the profile.
     pub fn skip(&mut self) {
         self.overview.skipped += 1;
     }
 
+    /// Profiles one record value, parsing it: `None` is a tombstone, bytes that are not
+    /// JSON (or not UTF-8) are counted as unparseable, JSON that is not an object as
+    /// `not_object`.
     pub fn observe(&mut self, value: Option<&[u8]>) {
-        self.observe_inner(value, true);
+        let max_fields = self.max_fields;
+        let mut own = self.own.take().unwrap_or_else(|| Box::new((Parser::new(&Watches::default(), Some(max_fields)), Tape::default())));
+        let (parser, tape) = &mut *own;
+        tape.clear();
+        parser.parse_into(value, true, tape);
+        let (kind, events, text) = tape.first();
+        let (names, generation) = (parser.names(), parser.generation());
+        self.apply(kind, events, text, names, generation);
+        self.own = Some(own);
     }
 
-    /// [`Self::observe`] without the fast scanner (to compare the two).
-    #[cfg(test)]
-    pub(crate) fn observe_with_serde(&mut self, value: Option<&[u8]>) {
-        self.observe_inner(value, false);
+    /// Profiles one record from the shared parse (read whole: see [`crate::parse`]);
+    /// a record the parse did not read whole is counted as skipped.
+    pub fn observe_view(&mut self, view: &RecordView<'_>) {
+        if !view.is_full() {
+            self.skip();
+            return;
+        }
+        let (events, text, names, generation) = view.events();
+        self.apply(view.kind(), events, text, names, generation);
     }
 
-    fn observe_inner(&mut self, value: Option<&[u8]>, fast: bool) {
+    /// Counts a record of `kind` and applies its events.
+    fn apply(&mut self, kind: RecordKind, events: &[Event], text: &str, names: &Names, generation: u64) {
         self.overview.records += 1;
-        let Some(bytes) = value else {
-            self.overview.tombstones += 1;
-            return;
-        };
-        // JSON is UTF-8 text; serde_json does not check the bytes of strings it skips.
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            self.overview.unparseable += 1;
-            return;
-        };
-        self.events.clear();
-        self.text.clear();
-        if fast {
-            match scan(text, &mut self.schema, &mut self.events, &mut self.text) {
-                Scan::Object => {
-                    self.overview.objects += 1;
-                    self.apply();
-                    return;
-                }
-                Scan::NotObject => {
-                    self.overview.not_object += 1;
-                    return;
-                }
-                Scan::GiveUp => {
-                    self.events.clear();
-                    self.text.clear();
-                }
-            }
-        }
-        let mut de = serde_json::Deserializer::from_str(text);
-        let mut walk = Walk { schema: &mut self.schema, events: &mut self.events, text: &mut self.text };
-        let parsed = RootSeed { walk: &mut walk }.deserialize(&mut de).and_then(|is_object| de.end().map(|()| is_object));
-        match parsed {
-            Ok(true) => {
+        match kind {
+            RecordKind::Tombstone => self.overview.tombstones += 1,
+            RecordKind::Unparseable => self.overview.unparseable += 1,
+            RecordKind::NotObject => self.overview.not_object += 1,
+            RecordKind::Object => {
                 self.overview.objects += 1;
-                self.apply();
+                if generation != self.generation {
+                    self.slot_of.clear();
+                    self.generation = generation;
+                }
+                for event in events {
+                    self.apply_event(*event, text, names);
+                }
             }
-            Ok(false) => self.overview.not_object += 1,
-            Err(_) => self.overview.unparseable += 1,
         }
     }
 
-    /// Applies the buffered events of a record that parsed.
-    fn apply(&mut self) {
-        while self.fields.len() < self.schema.field_count() {
-            self.fields.push(FieldProfile::new(self.counters));
+    /// The window's field of schema id `id`, added when new and there is room.
+    #[inline]
+    fn field_of(&mut self, id: u32, names: &Names) -> Option<&mut FieldProfile> {
+        let id = id as usize;
+        if id >= self.slot_of.len() {
+            self.slot_of.resize(id + 1, 0);
         }
-        for event in self.events.drain(..) {
-            let (id, value_type) = match event {
-                Event::Null(id) => (id, ValueType::Null),
-                Event::Bool(id, _) => (id, ValueType::Bool),
-                Event::Int(id, _) => (id, ValueType::Integer),
-                Event::Float(id, _) => (id, ValueType::Float),
-                Event::Str(id, ..) => (id, ValueType::String),
-                Event::Array(id, _) => (id, ValueType::Array),
-                Event::Object(id, _) => (id, ValueType::Object),
-                Event::Dropped => {
-                    self.overview.dropped_values += 1;
-                    continue;
-                }
-                Event::TooDeep => {
-                    self.overview.too_deep += 1;
-                    continue;
-                }
-            };
-            let Some(field) = self.fields.get_mut(id as usize) else { continue };
-            field.present += 1;
-            field.types.add(value_type);
-            match event {
-                Event::Bool(_, b) => {
-                    let hash = xxhash_rust::xxh3::xxh3_64_with_seed(&[u8::from(b)], SEED_BOOL);
-                    if !field.frequent.insert(hash, ValueType::Bool, |s| s.push_str(if b { "true" } else { "false" })) {
-                        field.distinct.insert(hash);
+        let slot = match self.slot_of[id] {
+            0 => {
+                let names = names.borrow();
+                let name = names.get(id)?;
+                let slot = match self.by_name.get(name) {
+                    Some(slot) => *slot,
+                    None if self.fields.len() < self.max_fields => {
+                        let slot = u32::try_from(self.fields.len()).ok()?;
+                        self.fields.push(FieldProfile::new(self.counters));
+                        self.names.push(name.clone());
+                        self.by_name.insert(name.clone(), slot);
+                        slot
                     }
-                }
-                Event::Int(_, n) => {
-                    field.add_number(n as f64);
-                    let hash = xxhash_rust::xxh3::xxh3_64_with_seed(&n.to_le_bytes(), SEED_INTEGER);
-                    if !field.frequent.insert(hash, ValueType::Integer, |s| {
-                        let _ = write!(s, "{n}");
-                    }) {
-                        field.distinct.insert(hash);
-                    }
-                }
-                Event::Float(_, x) => {
-                    field.add_number(x);
-                    let hash = xxhash_rust::xxh3::xxh3_64_with_seed(&x.to_bits().to_le_bytes(), SEED_FLOAT);
-                    if !field.frequent.insert(hash, ValueType::Float, |s| {
-                        let _ = write!(s, "{x}");
-                    }) {
-                        field.distinct.insert(hash);
-                    }
-                }
-                Event::Str(_, start, end) => {
-                    let s = self.text.get(start as usize..end as usize).unwrap_or("");
-                    if s.is_empty() {
-                        field.empty_string += 1;
-                    }
-                    let chars = if s.is_ascii() { s.len() } else { s.chars().count() };
-                    field.lengths.add(chars as u64);
-                    if s.len() >= 20 {
-                        if let Some(ms) = parse_rfc3339_ms(s) {
-                            TimeRange::add(&mut field.timestamps, ms);
-                        }
-                    }
-                    let hash = xxhash_rust::xxh3::xxh3_64_with_seed(s.as_bytes(), SEED_STRING);
-                    if !field.frequent.insert(hash, ValueType::String, |out| out.push_str(truncate(s, MAX_VALUE_TEXT))) {
-                        field.distinct.insert(hash);
-                    }
-                }
-                Event::Array(_, true) => field.empty_array += 1,
-                Event::Object(_, true) => field.empty_object += 1,
-                _ => {}
+                    None => return None,
+                };
+                self.slot_of[id] = slot + 1;
+                slot
             }
+            n => n - 1,
+        };
+        self.fields.get_mut(slot as usize)
+    }
+
+    /// Applies one event of a record that parsed.
+    fn apply_event(&mut self, event: Event, text: &str, names: &Names) {
+        let (id, value_type) = match event {
+            Event::Null(id) => (id, ValueType::Null),
+            Event::Bool(id, _) => (id, ValueType::Bool),
+            Event::Int(id, _) => (id, ValueType::Integer),
+            Event::Float(id, _) => (id, ValueType::Float),
+            Event::Str(id, ..) => (id, ValueType::String),
+            Event::Array(id, _) => (id, ValueType::Array),
+            Event::Object(id, _) => (id, ValueType::Object),
+            Event::Dropped => {
+                self.overview.dropped_values += 1;
+                return;
+            }
+            Event::TooDeep => {
+                self.overview.too_deep += 1;
+                return;
+            }
+        };
+        let Some(field) = self.field_of(id, names) else {
+            self.overview.dropped_values += 1;
+            return;
+        };
+        field.present += 1;
+        field.types.add(value_type);
+        match event {
+            Event::Bool(_, b) => {
+                let hash = xxhash_rust::xxh3::xxh3_64_with_seed(&[u8::from(b)], SEED_BOOL);
+                if !field.frequent.insert(hash, ValueType::Bool, |s| s.push_str(if b { "true" } else { "false" })) {
+                    field.distinct.insert(hash);
+                }
+            }
+            Event::Int(_, n) => {
+                field.add_number(n as f64);
+                let hash = xxhash_rust::xxh3::xxh3_64_with_seed(&n.to_le_bytes(), SEED_INTEGER);
+                if !field.frequent.insert(hash, ValueType::Integer, |s| {
+                    let _ = write!(s, "{n}");
+                }) {
+                    field.distinct.insert(hash);
+                }
+            }
+            Event::Float(_, x) => {
+                field.add_number(x);
+                let hash = xxhash_rust::xxh3::xxh3_64_with_seed(&x.to_bits().to_le_bytes(), SEED_FLOAT);
+                if !field.frequent.insert(hash, ValueType::Float, |s| {
+                    let _ = write!(s, "{x}");
+                }) {
+                    field.distinct.insert(hash);
+                }
+            }
+            Event::Str(_, start, end) => add_string(field, text.get(start as usize..end as usize).unwrap_or("")),
+            Event::Array(_, true) => field.empty_array += 1,
+            Event::Object(_, true) => field.empty_object += 1,
+            _ => {}
         }
     }
 
     /// The profile of the records observed: the overview and every field that occurred.
     pub fn finish(self) -> PartialProfile {
-        let ProfileBuilder { schema, fields, overview, .. } = self;
+        let ProfileBuilder { names, fields, overview, .. } = self;
         let fields: BTreeMap<String, FieldProfile> =
-            schema.into_names().into_iter().zip(fields).filter(|(_, f)| f.present > 0).map(|(name, f)| (name.into_string(), f)).collect();
+            names.into_iter().zip(fields).filter(|(_, f)| f.present > 0).map(|(name, f)| (name.into_string(), f)).collect();
         PartialProfile { overview, fields }
+    }
+}
+
+/// Adds a string value to a field's profile.
+fn add_string(field: &mut FieldProfile, s: &str) {
+    if s.is_empty() {
+        field.empty_string += 1;
+    }
+    let chars = if s.is_ascii() { s.len() } else { s.chars().count() };
+    field.lengths.add(chars as u64);
+    if s.len() >= 20 {
+        if let Some(ms) = parse_rfc3339_ms(s) {
+            TimeRange::add(&mut field.timestamps, ms);
+        }
+    }
+    let hash = xxhash_rust::xxh3::xxh3_64_with_seed(s.as_bytes(), SEED_STRING);
+    if !field.frequent.insert(hash, ValueType::String, |out| out.push_str(truncate(s, MAX_VALUE_TEXT))) {
+        field.distinct.insert(hash);
     }
 }
 
@@ -219,230 +247,3 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// The state a record's parse writes into.
-struct Walk<'b> {
-    schema: &'b mut Schema,
-    events: &'b mut Vec<Event>,
-    text: &'b mut String,
-}
-
-/// Reads the record's value; walks it when it is an object. Returns whether it was one.
-struct RootSeed<'w, 'b> {
-    walk: &'w mut Walk<'b>,
-}
-
-impl<'de> DeserializeSeed<'de> for RootSeed<'_, '_> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(RootVisitor { walk: self.walk })
-    }
-}
-
-struct RootVisitor<'w, 'b> {
-    walk: &'w mut Walk<'b>,
-}
-
-impl<'de> Visitor<'de> for RootVisitor<'_, '_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(false)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
-        walk_map(self.walk, None, 0, map)?;
-        Ok(true)
-    }
-}
-
-/// Walks the entries of an object whose field is `parent` (the root when `None`) at
-/// `depth`; returns whether it was empty.
-fn walk_map<'de, A: MapAccess<'de>>(walk: &mut Walk<'_>, parent: Option<u32>, depth: u32, mut map: A) -> Result<bool, A::Error> {
-    let mut empty = true;
-    while let Some(child) = map.next_key_seed(KeySeed { schema: &mut *walk.schema, parent })? {
-        empty = false;
-        match child {
-            Some(field) => map.next_value_seed(ValueSeed { walk: &mut *walk, field, depth: depth + 1 })?,
-            None => {
-                map.next_value::<IgnoredAny>()?;
-                walk.events.push(Event::Dropped);
-            }
-        }
-    }
-    Ok(empty)
-}
-
-/// Reads an object key and interns it under `parent`.
-struct KeySeed<'s> {
-    schema: &'s mut Schema,
-    parent: Option<u32>,
-}
-
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = Option<u32>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<u32>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = Option<u32>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Option<u32>, E> {
-        Ok(self.schema.child(self.parent, key))
-    }
-}
-
-/// Reads the value of field `field`, at nesting `depth` (1 for top-level fields).
-struct ValueSeed<'w, 'b> {
-    walk: &'w mut Walk<'b>,
-    field: u32,
-    depth: u32,
-}
-
-impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        self.walk.events.push(Event::Null(self.field));
-        Ok(())
-    }
-    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
-        self.visit_unit()
-    }
-    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<(), E> {
-        self.walk.events.push(Event::Bool(self.field, b));
-        Ok(())
-    }
-    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<(), E> {
-        self.walk.events.push(Event::Int(self.field, i128::from(n)));
-        Ok(())
-    }
-    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<(), E> {
-        self.walk.events.push(Event::Int(self.field, i128::from(n)));
-        Ok(())
-    }
-    fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<(), E> {
-        self.walk.events.push(Event::Float(self.field, x));
-        Ok(())
-    }
-    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
-        let text = &mut *self.walk.text;
-        let start = u32::try_from(text.len()).map_err(|_| E::custom("record too large"))?;
-        text.push_str(s);
-        let end = u32::try_from(text.len()).map_err(|_| E::custom("record too large"))?;
-        self.walk.events.push(Event::Str(self.field, start, end));
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut empty = true;
-        while seq.next_element::<IgnoredAny>()?.is_some() {
-            empty = false;
-        }
-        self.walk.events.push(Event::Array(self.field, empty));
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let empty = if self.depth >= MAX_DEPTH {
-            let mut empty = true;
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
-                empty = false;
-            }
-            if !empty {
-                self.walk.events.push(Event::TooDeep);
-            }
-            empty
-        } else {
-            walk_map(self.walk, Some(self.field), self.depth, map)?
-        };
-        self.walk.events.push(Event::Object(self.field, empty));
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{ProfileBuilder, ProfileConfig};
-
-    /// The fast path and the serde path agree on every record, fast or not.
-    #[test]
-    fn agrees_with_the_serde_path() {
-        let records: [&[u8]; 24] = [
-            br#"{"a":1,"b":"x","c":{"d":[1,{"e":2}],"f":{}},"g":null,"h":true,"i":false,"j":[]}"#,
-            br#" { "a" : -12 , "b" : "" } "#,
-            br#"{"a":1.5}"#,
-            br#"{"a":-0}"#,
-            br#"{"a":0}"#,
-            br#"{"a":01}"#,
-            br#"{"a":1e3}"#,
-            br#"{"a":123456789012345678901}"#,
-            br#"{"a":"esc\"aped"}"#,
-            br#"{"k\u0041":1}"#,
-            br#"{"a":1,}"#,
-            br#"{"a":[1,]}"#,
-            br#"{"a" 1}"#,
-            br#"{"a":tru}"#,
-            br#"[1,2,{"a":3}]"#,
-            br#""s""#,
-            br#"12"#,
-            br#"-"#,
-            br#"{"a":1}{"#,
-            b"{\"a\":\"tab\there\"}",
-            b"{\"a\":\"caf\xc3\xa9\"}",
-            br#"{"a":{"b":{"c":{"d":1}}},"a":2}"#,
-            br#"{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
-            b"",
-        ];
-        for record in records {
-            let config = ProfileConfig::default();
-            let mut fast = ProfileBuilder::new(&config);
-            fast.observe(Some(record));
-            let mut slow = ProfileBuilder::new(&config);
-            slow.observe_with_serde(Some(record));
-            let (fast, slow) = (fast.finish(), slow.finish());
-            let shown = String::from_utf8_lossy(record);
-            assert_eq!(fast.overview, slow.overview, "{shown}");
-            assert_eq!(fast.fields.keys().collect::<Vec<_>>(), slow.fields.keys().collect::<Vec<_>>(), "{shown}");
-            for (name, f) in &fast.fields {
-                let s = &slow.fields[name];
-                assert_eq!(
-                    (f.present, f.types, f.empty(), f.numeric, &f.lengths, f.timestamps),
-                    (s.present, s.types, s.empty(), s.numeric, &s.lengths, s.timestamps),
-                    "{shown}"
-                );
-                assert_eq!((f.frequent.sorted(), f.distinct.estimate()), (s.frequent.sorted(), s.distinct.estimate()), "{shown}");
-            }
-        }
-    }
-}

@@ -13,13 +13,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use tidewatch_engine::budget::Sampler;
 use tidewatch_engine::counts::FoldWindows;
-use tidewatch_engine::{Record, RecordStream};
+use tidewatch_engine::RecordStream;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::Stream;
 
 use super::field::FieldProfile;
+use crate::parse::{FullParse, ParseRecords, ParsedBatch, ParsedStream};
 use super::{report, Overview, PartialProfile, ProfileBuilder, ProfileConfig, ValueType, WindowProfile};
 
 /// A part of a window's partial profile, as workers exchange it.
@@ -72,43 +76,40 @@ pub trait ProfileWindows<'scope> {
     /// assert_eq!(profiles[0].summary["page"].types["integer"], 1);
     /// ```
     fn profile_windows(self, config: Arc<ProfileConfig>, window_ms: u64) -> Stream<'scope, u64, Vec<WindowProfile>>;
-
-    /// [`ProfileWindows::profile_windows`], profiling the records `sampler` takes (its
-    /// time charged to it); the others are counted as skipped in the overview.
-    fn profile_windows_within(self, config: Arc<ProfileConfig>, window_ms: u64, sampler: Option<Sampler>) -> Stream<'scope, u64, Vec<WindowProfile>>;
 }
 
 impl<'scope> ProfileWindows<'scope> for RecordStream<'scope> {
     fn profile_windows(self, config: Arc<ProfileConfig>, window_ms: u64) -> Stream<'scope, u64, Vec<WindowProfile>> {
-        self.profile_windows_within(config, window_ms, None)
+        self.parse_records(FullParse::Always).stream().profile_windows(config, window_ms)
     }
+}
 
-    fn profile_windows_within(self, config: Arc<ProfileConfig>, window_ms: u64, mut sampler: Option<Sampler>) -> Stream<'scope, u64, Vec<WindowProfile>> {
+impl<'scope> ProfileWindows<'scope> for ParsedStream<'scope> {
+    /// Profiles the records the parse read whole ([`FullParse`]); the others count as
+    /// skipped. With the profile's sampler, the time it takes is charged to it.
+    fn profile_windows(self, config: Arc<ProfileConfig>, window_ms: u64) -> Stream<'scope, u64, Vec<WindowProfile>> {
+        profile_parsed(self, config, window_ms, None)
+    }
+}
+
+/// [`ProfileWindows::profile_windows`] of parsed records, the time of the profile charged
+/// to `sampler` when there is one.
+pub fn profile_parsed<'scope>(records: ParsedStream<'scope>, config: Arc<ProfileConfig>, window_ms: u64, sampler: Option<Rc<RefCell<Sampler>>>) -> Stream<'scope, u64, Vec<WindowProfile>> {
         let window_ms = window_ms.max(1);
         let builder_config = Arc::clone(&config);
-        let mut last_epoch = None;
-        let pieces = self.fold_windows(
+        let pieces = records.fold_windows(
             "ProfilePartial",
             Pipeline,
             window_ms,
             move |_start| ProfileBuilder::new(&builder_config),
-            move |builder, epoch, records: &mut Vec<Record>| {
-                let Some(sampler) = sampler.as_mut() else {
-                    records.iter().for_each(|record| builder.observe(record.value.as_deref()));
-                    return;
-                };
-                if last_epoch.replace(epoch).is_some_and(|e| e != epoch) {
-                    sampler.next_epoch();
+            move |builder, _epoch, batches: &mut Vec<Rc<ParsedBatch>>| {
+                let started = sampler.as_ref().map(|_| std::time::Instant::now());
+                for batch in batches.iter() {
+                    batch.views().for_each(|view| builder.observe_view(&view));
                 }
-                sampler.timed(|sampler| {
-                    for record in records.iter() {
-                        if sampler.take() {
-                            builder.observe(record.value.as_deref());
-                        } else {
-                            builder.skip();
-                        }
-                    }
-                });
+                if let (Some(sampler), Some(started)) = (&sampler, started) {
+                    sampler.borrow_mut().charge(started.elapsed());
+                }
             },
             |start, builder, out| pieces_of(start, builder.finish(), out),
         );
@@ -140,7 +141,6 @@ impl<'scope> ProfileWindows<'scope> for RecordStream<'scope> {
                 out.push(profile);
             },
         )
-    }
 }
 
 /// A window's partial profile as pieces: its overview (unless empty) and one per field.

@@ -57,11 +57,9 @@
 
 mod builder;
 pub mod dataflow;
-mod fast;
 mod field;
 mod html;
 mod report;
-mod schema;
 pub mod sketch;
 #[cfg(test)]
 mod tests;
@@ -77,7 +75,7 @@ pub use builder::ProfileBuilder;
 pub use field::{FieldProfile, Lengths, Moments, TimeRange, TypeCounts, LENGTH_BOUNDS};
 pub use html::{render_html, render_index, IndexEntry};
 pub use report::{Drift, DriftKind, FieldSummary, Percentiles, ProfileAlert, ProfileAlertKind};
-pub use schema::MAX_DEPTH;
+pub use crate::parse::MAX_DEPTH;
 pub use sketch::{Counter, Distinct, FrequentValues, Quantiles, ValueType, DISTINCT_STANDARD_ERROR, QUANTILE_RELATIVE_ERROR};
 pub use timestamp::parse_rfc3339_ms;
 

@@ -1,14 +1,16 @@
 //! What both parsers of a record value share: the interned field paths ([`Schema`]) and
 //! the buffered values of a record ([`Event`]). The fast scanner (`fast.rs`) and the
-//! serde path (`builder.rs`) both write into them, and [`super::ProfileBuilder`] applies
-//! the events; this module depends on neither parser.
+//! serde path (`walk.rs`) both write into them, and the observers read the events
+//! through [`super::RecordView`]; this module depends on neither parser.
 //!
 //! Field paths are interned in a tree of keys, so a record whose keys were seen before
 //! allocates nothing: a key is found by comparing it with the sibling that followed the
 //! previous key last time (records of one producer keep their key order), then by a
 //! scan or, for wide objects, a hash map.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Nesting levels flattened into dotted paths; deeper objects are counted as objects
 /// (and their emptiness), their contents not profiled.
@@ -27,37 +29,48 @@ struct Children {
     guess: usize,
 }
 
+/// The dotted path of every interned field, by field id; shared with the parsed batches
+/// (only ever appended to, so an id stays valid for as long as its batch lives).
+pub(crate) type Names = Rc<RefCell<Vec<Box<str>>>>;
+
 /// The interned field paths.
 #[derive(Debug)]
-pub(super) struct Schema {
-    names: Vec<Box<str>>,
+pub(crate) struct Schema {
+    names: Names,
     /// Children of each field, by field id.
     children: Vec<Children>,
     root: Children,
+    /// Fields interned (the length of `names` and `children`).
+    len: usize,
     max_fields: usize,
 }
 
 impl Schema {
     /// An empty schema that interns at most `max_fields` fields.
-    pub(super) fn new(max_fields: usize) -> Schema {
-        Schema { names: Vec::new(), children: Vec::new(), root: Children::default(), max_fields }
+    pub(crate) fn new(max_fields: usize) -> Schema {
+        Schema { names: Rc::default(), children: Vec::new(), root: Children::default(), len: 0, max_fields }
     }
 
     /// Fields interned so far; their ids are `0..field_count()`.
     #[inline]
-    pub(super) fn field_count(&self) -> usize {
-        self.names.len()
+    pub(crate) fn field_count(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no more fields can be interned.
+    pub(crate) fn is_full(&self) -> bool {
+        self.len >= self.max_fields
     }
 
     /// The dotted path of every field, by field id.
-    pub(super) fn into_names(self) -> Vec<Box<str>> {
-        self.names
+    pub(crate) fn names(&self) -> &Names {
+        &self.names
     }
 
-    /// The id of `key` under `parent` (the root when `None`), interning it if new and
-    /// there is room.
+    /// The id of `key` under `parent` (the root when `None`); interns it if new, `intern`
+    /// is set and there is room.
     #[inline]
-    pub(super) fn child(&mut self, parent: Option<u32>, key: &str) -> Option<u32> {
+    pub(crate) fn child(&mut self, parent: Option<u32>, key: &str, intern: bool) -> Option<u32> {
         let children = match parent {
             None => &mut self.root,
             Some(p) => self.children.get_mut(p as usize)?,
@@ -76,10 +89,10 @@ impl Schema {
             children.guess = position + 1;
             return Some(*id);
         }
-        if self.names.len() >= self.max_fields {
+        if !intern || self.len >= self.max_fields {
             return None;
         }
-        let id = u32::try_from(self.names.len()).ok()?;
+        let id = u32::try_from(self.len).ok()?;
         children.keys.push((key.into(), id));
         children.guess = children.keys.len();
         if children.keys.len() > SCAN_LIMIT {
@@ -88,22 +101,24 @@ impl Schema {
                 map.entry(k.clone()).or_insert(position);
             }
         }
+        let mut names = self.names.borrow_mut();
         let name: Box<str> = match parent {
             None => key.into(),
             Some(p) => {
-                let parent_name = self.names.get(p as usize).map_or("", |n| &**n);
+                let parent_name = names.get(p as usize).map_or("", |n| &**n);
                 format!("{parent_name}.{key}").into()
             }
         };
-        self.names.push(name);
+        names.push(name);
+        self.len += 1;
         self.children.push(Children::default());
         Some(id)
     }
 }
 
-/// One value of the record being parsed.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Event {
+/// One value of a parsed record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Event {
     Null(u32),
     Bool(u32, bool),
     Int(u32, i128),

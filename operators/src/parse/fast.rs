@@ -10,7 +10,7 @@ use super::schema::{Event, Schema, MAX_DEPTH};
 
 /// What the scanner made of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Scan {
+pub(crate) enum Scan {
     /// A JSON object; its events are buffered.
     Object,
     /// JSON that is not an object.
@@ -29,11 +29,15 @@ struct Scanner<'a, 'b> {
     schema: &'b mut Schema,
     events: &'b mut Vec<Event>,
     out: &'b mut String,
+    /// Whether every field is interned (and a value beyond the schema's room is
+    /// [`Event::Dropped`]), or only the fields already interned are read.
+    full: bool,
 }
 
-/// Scans `text` (valid UTF-8), pushing events and string values into `events` and `out`.
-pub(super) fn scan(text: &str, schema: &mut Schema, events: &mut Vec<Event>, out: &mut String) -> Scan {
-    let mut s = Scanner { text, bytes: text.as_bytes(), at: 0, schema, events, out };
+/// Scans `text` (valid UTF-8), pushing events and string values into `events` and `out`;
+/// `full`: every field, else only those the schema holds.
+pub(crate) fn scan(text: &str, schema: &mut Schema, events: &mut Vec<Event>, out: &mut String, full: bool) -> Scan {
+    let mut s = Scanner { text, bytes: text.as_bytes(), at: 0, schema, events, out, full };
     s.ws();
     let result = if s.peek() == Some(b'{') {
         s.at += 1;
@@ -136,11 +140,13 @@ impl Scanner<'_, '_> {
             self.ws();
             self.eat(b':')?;
             self.ws();
-            match self.schema.child(parent, key) {
+            match self.schema.child(parent, key, self.full) {
                 Some(field) => self.value(field, depth + 1)?,
                 None => {
                     self.skip(depth + 1)?;
-                    self.events.push(Event::Dropped);
+                    if self.full {
+                        self.events.push(Event::Dropped);
+                    }
                 }
             }
             self.ws();

@@ -174,6 +174,7 @@ impl Scanner<'_, '_> {
             }
             b'{' => {
                 self.at += 1;
+                let children = u32::try_from(self.events.len()).ok()?;
                 let empty = if depth >= MAX_DEPTH {
                     self.at -= 1;
                     let empty = self.skip(depth)?;
@@ -184,7 +185,7 @@ impl Scanner<'_, '_> {
                 } else {
                     self.object(Some(field), depth)?
                 };
-                self.events.push(Event::Object(field, empty));
+                self.events.push(Event::Object(field, empty, children));
             }
             b'[' => {
                 let empty = self.skip(depth)?;

@@ -176,7 +176,7 @@ impl<'a> FieldValue<'a> {
             Event::Float(_, x) => FieldValue::Float(x),
             Event::Str(_, a, b) => FieldValue::Str(text.get(a as usize..b as usize).unwrap_or("")),
             Event::Array(_, empty) => FieldValue::Array { empty },
-            Event::Object(_, empty) => FieldValue::Object { empty },
+            Event::Object(_, empty, _) => FieldValue::Object { empty },
             Event::Dropped | Event::TooDeep => return None,
         })
     }
@@ -246,10 +246,10 @@ impl Tape {
 pub struct Parser {
     schema: Schema,
     watched: Rc<[Box<str>]>,
-    /// The id in the schema of each watched field.
-    watched_ids: Vec<u32>,
-    /// By schema id (below `watch_of_id.len()`): 1 + the watched field's index, or 0.
-    watch_of_id: Vec<u32>,
+    /// Per watched field, the schema ids of its path from the root.
+    chains: Vec<Vec<u32>>,
+    /// Per id of a watched path (a record's scratch): 1 + the index of its last event.
+    last: Vec<u32>,
     full_fields: usize,
     generation: u64,
 }
@@ -260,7 +260,7 @@ impl Parser {
     pub fn new(watches: &Watches, full_fields: Option<usize>) -> Parser {
         let watched: Rc<[Box<str>]> = watches.paths().into();
         let full_fields = full_fields.unwrap_or(DEFAULT_FULL_FIELDS);
-        let mut parser = Parser { schema: Schema::new(0), watched, watched_ids: Vec::new(), watch_of_id: Vec::new(), full_fields, generation: 0 };
+        let mut parser = Parser { schema: Schema::new(0), watched, chains: Vec::new(), last: Vec::new(), full_fields, generation: 0 };
         parser.reset();
         parser
     }
@@ -269,20 +269,17 @@ impl Parser {
     fn reset(&mut self) {
         let segments: usize = self.watched.iter().map(|p| p.split('.').count()).sum();
         self.schema = Schema::new(segments + self.full_fields.max(1));
-        self.watched_ids.clear();
+        self.chains.clear();
         for path in self.watched.iter() {
             let mut id = None;
+            let mut chain = Vec::new();
             for segment in path.split('.') {
                 id = self.schema.child(id, segment, true);
+                chain.extend(id);
             }
-            self.watched_ids.push(id.unwrap_or(u32::MAX));
+            self.chains.push(chain);
         }
-        self.watch_of_id = vec![0; self.schema.field_count()];
-        for (index, id) in self.watched_ids.iter().enumerate() {
-            if let Some(slot) = self.watch_of_id.get_mut(*id as usize) {
-                *slot = u32::try_from(index + 1).unwrap_or(0);
-            }
-        }
+        self.last = vec![0; self.schema.field_count()];
         self.generation += 1;
     }
 
@@ -341,13 +338,15 @@ impl Parser {
         let end = tape.events.len();
         let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         tape.parsed[at] = Parsed { kind, events: (clamp(start), clamp(end)), full };
-        let slots = &mut tape.slots[at * width..(at + 1) * width];
-        slots.iter_mut().for_each(|s| *s = 0);
+        self.last.iter_mut().for_each(|l| *l = 0);
         for (index, event) in tape.events[start..end].iter().enumerate() {
-            let Some(id) = event_id(event) else { continue };
-            if let Some(&watch) = self.watch_of_id.get(id as usize).filter(|w| **w > 0) {
-                slots[watch as usize - 1] = clamp(start + index + 1);
+            if let Some(last) = event_id(event).and_then(|id| self.last.get_mut(id as usize)) {
+                *last = clamp(start + index + 1);
             }
+        }
+        let slots = &mut tape.slots[at * width..(at + 1) * width];
+        for (slot, chain) in slots.iter_mut().zip(&self.chains) {
+            *slot = last_value(chain, &self.last, &tape.events);
         }
     }
 
@@ -392,10 +391,26 @@ impl Parser {
     }
 }
 
+/// 1 + the index of the event of the field at the end of `chain` (ids from the root) as
+/// the last occurrence of each of its parents holds it, or 0: a key given twice counts
+/// once, the last time, with all it holds (as `serde_json::Value` and JavaScript read it).
+fn last_value(chain: &[u32], last: &[u32], events: &[Event]) -> u32 {
+    let at = |id: &u32| last.get(*id as usize).copied().unwrap_or(0);
+    let Some(leaf) = chain.last() else { return 0 };
+    for pair in chain.windows(2) {
+        let (parent, child) = (at(&pair[0]), at(&pair[1]));
+        let Some(Event::Object(_, _, children)) = parent.checked_sub(1).and_then(|p| events.get(p as usize)) else { return 0 };
+        if child == 0 || child - 1 < *children || child >= parent {
+            return 0;
+        }
+    }
+    at(leaf)
+}
+
 /// The field id of an event, if it has one.
 fn event_id(event: &Event) -> Option<u32> {
     match *event {
-        Event::Null(id) | Event::Bool(id, _) | Event::Int(id, _) | Event::Float(id, _) | Event::Str(id, ..) | Event::Array(id, _) | Event::Object(id, _) => Some(id),
+        Event::Null(id) | Event::Bool(id, _) | Event::Int(id, _) | Event::Float(id, _) | Event::Str(id, ..) | Event::Array(id, _) | Event::Object(id, ..) => Some(id),
         Event::Dropped | Event::TooDeep => None,
     }
 }
@@ -665,6 +680,28 @@ mod tests {
             assert_eq!(view.get(page).and_then(FieldValue::as_str), Some(format!("p{n}").as_str()));
         }
         assert!(parser.generation() > first, "the schema started again");
+    }
+
+    /// A key given twice counts the last time, with all it holds.
+    #[test]
+    fn the_last_of_a_repeated_key_holds() {
+        let watches = Watches::default();
+        let (a, ab) = (watches.watch("a").expect("path"), watches.watch("a.b").expect("path"));
+        let mut parser = Parser::new(&watches, None);
+        for (value, want_a, want_ab) in [
+            (&br#"{"a":{"b":1},"a":[]}"#[..], Some(FieldValue::Array { empty: true }), None),
+            (br#"{"a":{"b":1},"a":{"c":2}}"#, Some(FieldValue::Object { empty: false }), None),
+            (br#"{"a":{"b":1},"a":{"b":"x"}}"#, Some(FieldValue::Object { empty: false }), Some(FieldValue::Str("x"))),
+            (br#"{"a":{"b":1,"b":null}}"#, Some(FieldValue::Object { empty: false }), Some(FieldValue::Null)),
+            (br#"{"a":{"b":"kA"},"a":{"c":{"b":3}}}"#, Some(FieldValue::Object { empty: false }), None),
+        ] {
+            for full in [false, true] {
+                let batch = parser.batch(vec![record(value)], |_| full);
+                let view = batch.views().next().expect("a view");
+                let shown = String::from_utf8_lossy(value);
+                assert_eq!((view.get(a), view.get(ab)), (want_a, want_ab), "{shown} (read whole: {full})");
+            }
+        }
     }
 
     /// A field nobody watched is still read, from the value parsed again.

@@ -126,7 +126,9 @@ pub(crate) enum Event {
     /// A string: its range in the scratch text.
     Str(u32, u32, u32),
     Array(u32, bool),
-    Object(u32, bool),
+    /// An object, whether it is empty, and the index (among the events) of its first
+    /// child's event.
+    Object(u32, bool, u32),
     /// A value under a field beyond `max_fields`.
     Dropped,
     /// An object nested deeper than [`MAX_DEPTH`], not descended.

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 
 use super::schema::{Event, Schema, MAX_DEPTH};
 
@@ -81,7 +82,7 @@ fn walk_map<'de, A: MapAccess<'de>>(walk: &mut Walk<'_>, parent: Option<u32>, de
         match child {
             Some(field) => map.next_value_seed(ValueSeed { walk: &mut *walk, field, depth: depth + 1 })?,
             None => {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value_seed(Check { depth: depth + 1 })?;
                 if walk.full {
                     walk.events.push(Event::Dropped);
                 }
@@ -174,6 +175,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let children = u32::try_from(self.walk.events.len()).map_err(|_| serde::de::Error::custom("record too large"))?;
         let empty = if self.depth >= MAX_DEPTH {
             let mut empty = true;
             while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
@@ -186,8 +188,82 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
         } else {
             walk_map(self.walk, Some(self.field), self.depth, map)?
         };
-        self.walk.events.push(Event::Object(self.field, empty));
+        self.walk.events.push(Event::Object(self.field, empty, children));
         Ok(())
     }
 }
 
+
+/// Reads a value nobody asked for as the walk reads one that is asked for (strings
+/// unescaped, numbers converted, objects descended to [`MAX_DEPTH`], arrays skipped),
+/// keeping nothing: so whether a record parses does not depend on which fields are read.
+struct Check {
+    depth: u32,
+}
+
+impl<'de> DeserializeSeed<'de> for Check {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Check {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if self.depth >= MAX_DEPTH {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(());
+        }
+        while map.next_key::<IgnoredKey>()?.is_some() {
+            map.next_value_seed(Check { depth: self.depth + 1 })?;
+        }
+        Ok(())
+    }
+}
+
+/// A key, unescaped as the walk's keys are, and dropped.
+struct IgnoredKey;
+
+impl<'de> Deserialize<'de> for IgnoredKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<IgnoredKey, D::Error> {
+        d.deserialize_str(KeyCheck)
+    }
+}
+
+struct KeyCheck;
+
+impl<'de> Visitor<'de> for KeyCheck {
+    type Value = IgnoredKey;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<IgnoredKey, E> {
+        Ok(IgnoredKey)
+    }
+}

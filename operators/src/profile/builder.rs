@@ -160,7 +160,7 @@ impl ProfileBuilder {
             Event::Float(id, _) => (id, ValueType::Float),
             Event::Str(id, ..) => (id, ValueType::String),
             Event::Array(id, _) => (id, ValueType::Array),
-            Event::Object(id, _) => (id, ValueType::Object),
+            Event::Object(id, ..) => (id, ValueType::Object),
             Event::Dropped => {
                 self.overview.dropped_values += 1;
                 return;
@@ -203,7 +203,7 @@ impl ProfileBuilder {
             }
             Event::Str(_, start, end) => add_string(field, text.get(start as usize..end as usize).unwrap_or("")),
             Event::Array(_, true) => field.empty_array += 1,
-            Event::Object(_, true) => field.empty_object += 1,
+            Event::Object(_, true, _) => field.empty_object += 1,
             _ => {}
         }
     }

@@ -1,10 +1,11 @@
 //! A strict JSON scanner for the common case: records without escapes in their strings,
 //! integers of at most 18 digits, nesting within [`MAX_DEPTH`]. It walks the bytes once,
 //! interning keys and buffering the same events as the serde path, about twice as fast.
-//! Anything else (an escape, a control character, a float, a long or negative-zero
-//! number, deep arrays, or any syntax error) makes it give up, and the record is parsed
-//! again by the serde path, which decides; so the two cannot disagree on what a record
-//! holds or whether it is JSON.
+//! Anything else (an escape, a control character, a long or negative-zero integer, deep
+//! arrays, or any syntax error) makes it give up, and the record is parsed again by the
+//! serde path, which decides. Numbers with a fraction or an exponent are read here with
+//! Rust's `f64` parser (correctly rounded); one beyond `f64`'s range is valid JSON and
+//! reads as infinite, where serde would refuse the record.
 
 use super::schema::{Event, Schema, MAX_DEPTH};
 
@@ -17,6 +18,12 @@ pub(crate) enum Scan {
     NotObject,
     /// Not decided here: parse with serde.
     GiveUp,
+}
+
+/// A number as the scanner reads it.
+enum Number {
+    Int(i64),
+    Float(f64),
 }
 
 /// Deepest array nesting skipped here.
@@ -98,23 +105,51 @@ impl Scanner<'_, '_> {
         }
     }
 
-    /// An integer of at most 18 digits (not `-0`); anything else gives up.
-    fn integer(&mut self) -> Option<i64> {
+    /// A number: an integer of at most 18 digits (not `-0`), or one with a fraction or an
+    /// exponent (as `f64`; beyond its range, infinite: valid JSON all the same). Longer
+    /// integers and `-0` give up, for serde to read as it reads them.
+    fn number(&mut self) -> Option<Number> {
+        let start = self.at;
         let negative = self.peek() == Some(b'-');
         if negative {
             self.at += 1;
         }
-        let start = self.at;
-        let digits = self.bytes.get(start..)?.iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 || digits > 18 || (digits > 1 && self.bytes[start] == b'0') {
+        let digits_at = self.at;
+        let digits = self.bytes.get(digits_at..)?.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || (digits > 1 && self.bytes[digits_at] == b'0') {
             return None;
         }
         self.at += digits;
-        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+        let mut float = false;
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            let fraction = self.bytes.get(self.at..)?.iter().take_while(|c| c.is_ascii_digit()).count();
+            if fraction == 0 {
+                return None;
+            }
+            self.at += fraction;
+            float = true;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            let exponent = self.bytes.get(self.at..)?.iter().take_while(|c| c.is_ascii_digit()).count();
+            if exponent == 0 {
+                return None;
+            }
+            self.at += exponent;
+            float = true;
+        }
+        if float {
+            return self.text.get(start..self.at)?.parse::<f64>().ok().map(Number::Float);
+        }
+        if digits > 18 {
             return None;
         }
         let mut n: i64 = 0;
-        for &c in &self.bytes[start..start + digits] {
+        for &c in &self.bytes[digits_at..digits_at + digits] {
             n = n * 10 + i64::from(c - b'0');
         }
         if negative {
@@ -123,7 +158,7 @@ impl Scanner<'_, '_> {
             }
             n = -n;
         }
-        Some(n)
+        Some(Number::Int(n))
     }
 
     /// The entries of an object after its `{`, under `parent`; returns whether it was empty.
@@ -203,10 +238,10 @@ impl Scanner<'_, '_> {
                 self.literal(b"null")?;
                 self.events.push(Event::Null(field));
             }
-            b'-' | b'0'..=b'9' => {
-                let n = self.integer()?;
-                self.events.push(Event::Int(field, i128::from(n)));
-            }
+            b'-' | b'0'..=b'9' => match self.number()? {
+                Number::Int(n) => self.events.push(Event::Int(field, i128::from(n))),
+                Number::Float(x) => self.events.push(Event::Float(field, x)),
+            },
             _ => return None,
         }
         Some(())
@@ -226,7 +261,7 @@ impl Scanner<'_, '_> {
             b'f' => self.literal(b"false")?,
             b'n' => self.literal(b"null")?,
             b'-' | b'0'..=b'9' => {
-                self.integer()?;
+                self.number()?;
             }
             open @ (b'[' | b'{') => {
                 self.at += 1;

@@ -319,6 +319,10 @@ impl FieldProfile {
     /// Adds a number.
     #[inline]
     pub(crate) fn add_number(&mut self, x: f64) {
+        // A number beyond f64 (valid JSON) reads as infinite: typed, not summarised.
+        if !x.is_finite() {
+            return;
+        }
         self.numeric.add(x);
         self.quantiles.get_or_insert_with(Quantiles::default).add(x);
     }

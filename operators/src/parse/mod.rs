@@ -564,30 +564,30 @@ impl<'scope> ParseRecords<'scope> for RecordStream<'scope> {
 }
 
 fn parse_stream(records: RecordStream<'_>, watches: Watches, full: FullParse) -> ParsedStream<'_> {
-        let mut parser: Option<Parser> = None;
-        let mut last_epoch = None;
-        records.unary::<CapacityContainerBuilder<Vec<Rc<ParsedBatch>>>, _, _, _>(Pipeline, "ParseRecords", move |_, _| {
-            move |input, output| {
-                input.for_each(|time, data| {
-                    let Some(&epoch) = time.least() else { return };
-                    // Every observer has registered its fields by the first batch.
-                    let parser = parser.get_or_insert_with(|| Parser::new(&watches, None));
-                    let records = std::mem::take(data);
-                    let batch = match &full {
-                        FullParse::Never => parser.batch(records, |_| false),
-                        FullParse::Always => parser.batch(records, |_| true),
-                        FullParse::Sampled(sampler) => {
-                            let mut sampler = sampler.borrow_mut();
-                            if last_epoch.replace(epoch).is_some_and(|e| e != epoch) {
-                                sampler.next_epoch();
-                            }
-                            parser.batch_sampled(records, &mut sampler)
+    let mut parser: Option<Parser> = None;
+    let mut last_epoch = None;
+    records.unary::<CapacityContainerBuilder<Vec<Rc<ParsedBatch>>>, _, _, _>(Pipeline, "ParseRecords", move |_, _| {
+        move |input, output| {
+            input.for_each(|time, data| {
+                let Some(&epoch) = time.least() else { return };
+                // Every observer has registered its fields by the first batch.
+                let parser = parser.get_or_insert_with(|| Parser::new(&watches, None));
+                let records = std::mem::take(data);
+                let batch = match &full {
+                    FullParse::Never => parser.batch(records, |_| false),
+                    FullParse::Always => parser.batch(records, |_| true),
+                    FullParse::Sampled(sampler) => {
+                        let mut sampler = sampler.borrow_mut();
+                        if last_epoch.replace(epoch).is_some_and(|e| e != epoch) {
+                            sampler.next_epoch();
                         }
-                    };
-                    output.session(&time).give(Rc::new(batch));
-                });
-            }
-        })
+                        parser.batch_sampled(records, &mut sampler)
+                    }
+                };
+                output.session(&time).give(Rc::new(batch));
+            });
+        }
+    })
 }
 
 #[cfg(test)]

@@ -95,52 +95,52 @@ impl<'scope> ProfileWindows<'scope> for ParsedStream<'scope> {
 /// [`ProfileWindows::profile_windows`] of parsed records, the time of the profile charged
 /// to `sampler` when there is one.
 pub fn profile_parsed<'scope>(records: ParsedStream<'scope>, config: Arc<ProfileConfig>, window_ms: u64, sampler: Option<Rc<RefCell<Sampler>>>) -> Stream<'scope, u64, Vec<WindowProfile>> {
-        let window_ms = window_ms.max(1);
-        let builder_config = Arc::clone(&config);
-        let pieces = records.fold_windows(
-            "ProfilePartial",
-            Pipeline,
-            window_ms,
-            move |_start| ProfileBuilder::new(&builder_config),
-            move |builder, _epoch, batches: &mut Vec<Rc<ParsedBatch>>| {
-                let started = sampler.as_ref().map(|_| std::time::Instant::now());
-                for batch in batches.iter() {
-                    batch.views().for_each(|view| builder.observe_view(&view));
-                }
-                if let (Some(sampler), Some(started)) = (&sampler, started) {
-                    sampler.borrow_mut().charge(started.elapsed());
-                }
-            },
-            |start, builder, out| pieces_of(start, builder.finish(), out),
-        );
-        // Each field's partials meet on the worker its name hashes to, and are merged there.
-        let merged = pieces.fold_windows(
-            "ProfileMerge",
-            Exchange::new(|(_, piece): &(u64, Piece)| piece.route()),
-            window_ms,
-            |_start| PartialProfile::default(),
-            |partial, _epoch, pieces: &mut Vec<(u64, Piece)>| pieces.drain(..).for_each(|(_, piece)| absorb(partial, piece)),
-            pieces_of,
-        );
-        // Worker 0 assembles the window's profile.
-        let mut previous: Option<BTreeMap<String, ValueType>> = None;
-        merged.fold_windows(
-            "ProfileAssemble",
-            Exchange::new(|_: &(u64, Piece)| 0),
-            window_ms,
-            |_start| PartialProfile::default(),
-            |partial, _epoch, pieces: &mut Vec<(u64, Piece)>| pieces.drain(..).for_each(|(_, piece)| absorb(partial, piece)),
-            move |start, partial, out| {
-                let mut profile = WindowProfile::new(start, start + window_ms, partial, &config);
-                let types = profile.dominant_types();
-                if let Some(before) = &previous {
-                    profile.drift = report::drift(before, &types);
-                }
-                previous = Some(types);
-                tracing::debug!(window_start_ms = start, records = profile.overview.records, fields = profile.summary.len(), "window profile assembled");
-                out.push(profile);
-            },
-        )
+    let window_ms = window_ms.max(1);
+    let builder_config = Arc::clone(&config);
+    let pieces = records.fold_windows(
+        "ProfilePartial",
+        Pipeline,
+        window_ms,
+        move |_start| ProfileBuilder::new(&builder_config),
+        move |builder, _epoch, batches: &mut Vec<Rc<ParsedBatch>>| {
+            let started = sampler.as_ref().map(|_| std::time::Instant::now());
+            for batch in batches.iter() {
+                batch.views().for_each(|view| builder.observe_view(&view));
+            }
+            if let (Some(sampler), Some(started)) = (&sampler, started) {
+                sampler.borrow_mut().charge(started.elapsed());
+            }
+        },
+        |start, builder, out| pieces_of(start, builder.finish(), out),
+    );
+    // Each field's partials meet on the worker its name hashes to, and are merged there.
+    let merged = pieces.fold_windows(
+        "ProfileMerge",
+        Exchange::new(|(_, piece): &(u64, Piece)| piece.route()),
+        window_ms,
+        |_start| PartialProfile::default(),
+        |partial, _epoch, pieces: &mut Vec<(u64, Piece)>| pieces.drain(..).for_each(|(_, piece)| absorb(partial, piece)),
+        pieces_of,
+    );
+    // Worker 0 assembles the window's profile.
+    let mut previous: Option<BTreeMap<String, ValueType>> = None;
+    merged.fold_windows(
+        "ProfileAssemble",
+        Exchange::new(|_: &(u64, Piece)| 0),
+        window_ms,
+        |_start| PartialProfile::default(),
+        |partial, _epoch, pieces: &mut Vec<(u64, Piece)>| pieces.drain(..).for_each(|(_, piece)| absorb(partial, piece)),
+        move |start, partial, out| {
+            let mut profile = WindowProfile::new(start, start + window_ms, partial, &config);
+            let types = profile.dominant_types();
+            if let Some(before) = &previous {
+                profile.drift = report::drift(before, &types);
+            }
+            previous = Some(types);
+            tracing::debug!(window_start_ms = start, records = profile.overview.records, fields = profile.summary.len(), "window profile assembled");
+            out.push(profile);
+        },
+    )
 }
 
 /// A window's partial profile as pieces: its overview (unless empty) and one per field.

@@ -263,7 +263,7 @@ impl Scanner<'_, '_> {
                 self.events.push(Event::Null(field));
             }
             b'-' | b'0'..=b'9' => match self.number()? {
-                Number::Int(n) => self.events.push(Event::Int(field, i128::from(n))),
+                Number::Int(n) => self.events.push(Event::Int(field, n)),
                 Number::Float(x) => self.events.push(Event::Float(field, x)),
             },
             _ => return None,

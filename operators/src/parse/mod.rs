@@ -172,7 +172,8 @@ impl<'a> FieldValue<'a> {
         Some(match event {
             Event::Null(_) => FieldValue::Null,
             Event::Bool(_, b) => FieldValue::Bool(b),
-            Event::Int(_, n) => FieldValue::Int(n),
+            Event::Int(_, n) => FieldValue::Int(i128::from(n)),
+            Event::UInt(_, n) => FieldValue::Int(i128::from(n)),
             Event::Float(_, x) => FieldValue::Float(x),
             Event::Str(_, a, b) => FieldValue::Str(text.get(a as usize..b as usize).unwrap_or("")),
             Event::Array(_, empty) => FieldValue::Array { empty },
@@ -410,7 +411,7 @@ fn last_value(chain: &[u32], last: &[u32], events: &[Event]) -> u32 {
 /// The field id of an event, if it has one.
 fn event_id(event: &Event) -> Option<u32> {
     match *event {
-        Event::Null(id) | Event::Bool(id, _) | Event::Int(id, _) | Event::Float(id, _) | Event::Str(id, ..) | Event::Array(id, _) | Event::Object(id, ..) => Some(id),
+        Event::Null(id) | Event::Bool(id, _) | Event::Int(id, _) | Event::UInt(id, _) | Event::Float(id, _) | Event::Str(id, ..) | Event::Array(id, _) | Event::Object(id, ..) => Some(id),
         Event::Dropped | Event::TooDeep => None,
     }
 }
@@ -680,6 +681,12 @@ mod tests {
             assert_eq!(view.get(page).and_then(FieldValue::as_str), Some(format!("p{n}").as_str()));
         }
         assert!(parser.generation() > first, "the schema started again");
+    }
+
+    /// An event is two words: a batch of records holds a few of them per field.
+    #[test]
+    fn an_event_is_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<Event>(), 16);
     }
 
     /// A key given twice counts the last time, with all it holds.

@@ -121,7 +121,9 @@ impl Schema {
 pub(crate) enum Event {
     Null(u32),
     Bool(u32, bool),
-    Int(u32, i128),
+    Int(u32, i64),
+    /// An integer above `i64::MAX`.
+    UInt(u32, u64),
     Float(u32, f64),
     /// A string: its range in the scratch text.
     Str(u32, u32, u32),

@@ -147,11 +147,11 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
         Ok(())
     }
     fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<(), E> {
-        self.walk.events.push(Event::Int(self.field, i128::from(n)));
+        self.walk.events.push(Event::Int(self.field, n));
         Ok(())
     }
     fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<(), E> {
-        self.walk.events.push(Event::Int(self.field, i128::from(n)));
+        self.walk.events.push(i64::try_from(n).map_or(Event::UInt(self.field, n), |n| Event::Int(self.field, n)));
         Ok(())
     }
     fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<(), E> {

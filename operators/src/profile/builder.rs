@@ -156,7 +156,7 @@ impl ProfileBuilder {
         let (id, value_type) = match event {
             Event::Null(id) => (id, ValueType::Null),
             Event::Bool(id, _) => (id, ValueType::Bool),
-            Event::Int(id, _) => (id, ValueType::Integer),
+            Event::Int(id, _) | Event::UInt(id, _) => (id, ValueType::Integer),
             Event::Float(id, _) => (id, ValueType::Float),
             Event::Str(id, ..) => (id, ValueType::String),
             Event::Array(id, _) => (id, ValueType::Array),
@@ -183,15 +183,8 @@ impl ProfileBuilder {
                     field.distinct.insert(hash);
                 }
             }
-            Event::Int(_, n) => {
-                field.add_number(n as f64);
-                let hash = xxhash_rust::xxh3::xxh3_64_with_seed(&n.to_le_bytes(), SEED_INTEGER);
-                if !field.frequent.insert(hash, ValueType::Integer, |s| {
-                    let _ = write!(s, "{n}");
-                }) {
-                    field.distinct.insert(hash);
-                }
-            }
+            Event::Int(_, n) => add_integer(field, i128::from(n)),
+            Event::UInt(_, n) => add_integer(field, i128::from(n)),
             Event::Float(_, x) => {
                 field.add_number(x);
                 let hash = xxhash_rust::xxh3::xxh3_64_with_seed(&x.to_bits().to_le_bytes(), SEED_FLOAT);
@@ -214,6 +207,17 @@ impl ProfileBuilder {
         let fields: BTreeMap<String, FieldProfile> =
             names.into_iter().zip(fields).filter(|(_, f)| f.present > 0).map(|(name, f)| (name.into_string(), f)).collect();
         PartialProfile { overview, fields }
+    }
+}
+
+/// Adds an integer value to a field's profile.
+fn add_integer(field: &mut FieldProfile, n: i128) {
+    field.add_number(n as f64);
+    let hash = xxhash_rust::xxh3::xxh3_64_with_seed(&n.to_le_bytes(), SEED_INTEGER);
+    if !field.frequent.insert(hash, ValueType::Integer, |s| {
+        let _ = write!(s, "{n}");
+    }) {
+        field.distinct.insert(hash);
     }
 }
 

@@ -116,6 +116,10 @@ pub struct JobConfig {
     /// its source waits beyond that ([`crate::kafka::FlowGate`]). Bounds the memory a
     /// worker holds, and keeps librdkafka's producer queue within what it may send.
     pub max_in_flight: usize,
+    /// How often the job looks for partitions added to the input topic (0: never); each
+    /// new one is read from its start ([`crate::kafka::discovery`]).
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub partition_discovery_interval: Duration,
 }
 
 /// Default of `job.max_in_flight`: at ~400 bytes a record about 100 MB of payload per
@@ -135,6 +139,7 @@ impl Default for JobConfig {
             guarantee: Guarantee::AtLeastOnce,
             transactional_id_prefix: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            partition_discovery_interval: Duration::from_secs(10),
         }
     }
 }

@@ -44,6 +44,18 @@ impl JobControl {
         self.request_stop();
     }
 
+    /// Records an error that needs no abandoning (the first one wins): the job stops as on
+    /// a stop request, its records delivered and their offsets committed, then fails
+    /// with it.
+    pub fn stop_with_error(&self, error: EngineError) {
+        tracing::error!(%error, "job stopping");
+        let mut slot = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(error);
+        }
+        self.request_stop();
+    }
+
     /// Whether a fatal error was recorded.
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)

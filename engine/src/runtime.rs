@@ -14,6 +14,7 @@ use crate::config::{Guarantee, JobConfig, KafkaConfig};
 use crate::control::JobControl;
 use crate::error::{EngineError, Result};
 use crate::kafka::commit::commit_offsets;
+use crate::kafka::discovery::{Discovery, PartitionFeed};
 use crate::kafka::watermarks::{spawn_watermark_monitor, watermark_stream};
 use crate::kafka::PartitionProgress;
 use differential_dataflow::{AsCollection, VecCollection};
@@ -233,7 +234,9 @@ pub fn run_job<O: Observe>(
     let first_worker = cluster.process * cluster.workers;
     let (plan, producers) = plan_and_fence(&job, &kafka, cluster, &control)?;
     let producers = std::sync::Mutex::new(producers);
-    let (monitor, watermark_feed) = spawn_watermark_monitor(&kafka, &plan.topic, plan.partitions.clone(), job.epoch_interval, Arc::clone(&control))?;
+    let partition_feed = Arc::new(PartitionFeed::default());
+    let discovery = Discovery::new(&job, &kafka, Arc::clone(&partition_feed))?;
+    let (monitor, watermark_feed) = spawn_watermark_monitor(&kafka, &plan.topic, plan.partitions.clone(), job.epoch_interval, Arc::clone(&control), discovery)?;
     let worker_control = Arc::clone(&control);
     let guards = timely::execute(timely_config, move |worker| {
         let control = Arc::clone(&worker_control);
@@ -244,7 +247,7 @@ pub fn run_job<O: Observe>(
             job: job.clone(),
         };
         let built = worker.dataflow::<u64, _, _>(|scope: Scope<'_, u64>| -> Result<_> {
-            let (records, progress, handle) = KafkaSource::build(scope, &plan, &job, &kafka, Arc::clone(&control))?;
+            let (records, progress, handle) = KafkaSource::build(scope, &plan, &job, &kafka, Arc::clone(&control), partition_feed.subscribe())?;
             let watermarks = watermark_stream(&progress, &watermark_feed, job.epoch_ms()).as_collection();
             let delivered = match job.guarantee {
                 Guarantee::AtLeastOnce => KafkaSink::build(records.clone(), &job.output_topic, &kafka, &handle, Arc::clone(&control))?,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -236,6 +236,28 @@ pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> an
             (p, offset)
         })
         .collect())
+}
+
+/// Grows `topic` to `total` partitions (as `kafka-topics.sh --alter --partitions` does)
+/// and waits until its metadata shows them.
+pub fn add_partitions(brokers: &str, topic: &str, total: usize) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let results = futures_executor::block_on(admin.create_partitions(&[NewPartitions::new(topic, total)], &AdminOptions::new()))?;
+    for result in results {
+        if let Err((topic, code)) = result {
+            bail!("adding partitions to {topic}: {code}");
+        }
+    }
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+        if md.topics().iter().any(|t| t.name() == topic && t.partitions().len() == total) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{topic} does not show {total} partitions after 30 s")
 }
 
 /// High watermark per partition.

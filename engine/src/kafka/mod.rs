@@ -1,8 +1,9 @@
-//! Kafka connectors: the partition plan, the source, the sink, the offset commit and
-//! the watermark monitor. The only module of tidewatch that holds rdkafka handles.
+//! Kafka connectors: the partition plan, the source, the sink, the offset commit, the
+//! watermark monitor and partition discovery. The only module of tidewatch that holds rdkafka handles.
 
 pub mod commit;
 pub mod context;
+pub mod discovery;
 pub mod flow;
 pub(crate) mod native;
 pub mod plan;

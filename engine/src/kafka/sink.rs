@@ -248,7 +248,8 @@ struct SinkProducer {
     /// The producer's main queue: delivery reports and errors, which wake the sink.
     events: Queue,
     topic: Topic,
-    producer: BaseProducer<SinkContext>,
+    /// Shared only with a thread that refreshes its metadata for new partitions.
+    producer: Arc<BaseProducer<SinkContext>>,
 }
 
 impl std::fmt::Debug for SinkProducer {
@@ -264,7 +265,23 @@ impl SinkProducer {
             .ok_or_else(|| EngineError::kafka(brokers, format!("opening {topic_name} for the sink"), KafkaError::NoMessageReceived))?;
         let events = Queue::main(producer.client())
             .ok_or_else(|| EngineError::Runtime(format!("the producer of {topic_name} has no main queue")))?;
-        Ok(SinkProducer { events, topic, producer })
+        Ok(SinkProducer { events, topic, producer: Arc::new(producer) })
+    }
+
+    /// Refreshes the producer's metadata of its topic (blocking: for a side thread), so it
+    /// knows partitions added since; whether the brokers answered.
+    fn refresher(&self) -> crate::kafka::source::OutputRefresh {
+        let producer = Arc::clone(&self.producer);
+        Arc::new(move || {
+            let topic = producer.context().topic.clone();
+            match producer.client().fetch_metadata(Some(&topic), crate::kafka::plan::REQUEST_TIMEOUT) {
+                Ok(_) => true,
+                Err(error) => {
+                    tracing::warn!(%topic, %error, "refreshing the output's metadata for new partitions failed; retrying");
+                    false
+                }
+            }
+        })
     }
 
     fn context(&self) -> &SinkContext {
@@ -419,6 +436,7 @@ fn attach<'scope, L: SinkLogic>(
     mut logic: L,
 ) -> Stream<'scope, u64, Vec<Delivered>> {
     logic.sink().context().report_stats_as(records.scope().index());
+    source.set_output_refresh(logic.sink().refresher());
     let flow = Rc::clone(source.flow());
     let copy_clock = Rc::clone(source.copy_clock());
     let scope = records.scope();

@@ -9,6 +9,7 @@
 use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,13 @@ use timely::dataflow::operators::generic::{OperatorInfo, OutputBuilder, OutputBu
 use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, Stream};
 
+use crossbeam_channel::Receiver;
+
 use crate::assign::partitions_for_worker;
+use crate::kafka::discovery::Found;
+
+/// Refreshes the sink producer's metadata of the output topic; whether it got an answer.
+pub(crate) type OutputRefresh = Arc<dyn Fn() -> bool + Send + Sync>;
 use crate::config::{JobConfig, KafkaConfig};
 use crate::control::{JobControl, JobMetrics};
 use crate::epoch::{epoch_of, now_ms};
@@ -60,7 +67,16 @@ pub struct SourceHandle {
     /// The queue the partitions feed (declared before the consumer: dropped first).
     fetch: Queue,
     /// The partitions' own queues, forwarding to `fetch`.
-    _partition_queues: Vec<Queue>,
+    partition_queues: RefCell<Vec<Queue>>,
+    /// Partitions added to the input topic since the start ([`crate::kafka::discovery`]),
+    /// and every partition of the topic known so far (what the assignment deals out).
+    discovered: Receiver<Found>,
+    known: RefCell<Vec<i32>>,
+    peers: usize,
+    /// The sink's producer metadata refresh, and new partitions waiting for it: the
+    /// producer must know a partition before the source reads it.
+    output_refresh: RefCell<Option<OutputRefresh>>,
+    adopting: RefCell<Option<(Vec<(i32, i64)>, Arc<AtomicBool>)>>,
     consumer: Arc<BaseConsumer<QuietEofContext>>,
     /// Closed while the sink has `job.max_in_flight` records unacknowledged.
     flow: Rc<FlowGate>,
@@ -120,6 +136,18 @@ impl SourceState {
         let committed = cursors.iter().map(|c| (c.partition, c.position)).collect();
         let last_progress = vec![None; cursors.len()];
         SourceState { cursors, slot, committed, last_progress, ..SourceState::default() }
+    }
+
+    /// Follows one more partition.
+    fn add(&mut self, cursor: Cursor) {
+        let Ok(p) = usize::try_from(cursor.partition) else { return };
+        if self.slot.len() <= p {
+            self.slot.resize(p + 1, u32::MAX);
+        }
+        self.slot[p] = u32::try_from(self.cursors.len()).unwrap_or(u32::MAX);
+        self.committed.insert(cursor.partition, cursor.position);
+        self.cursors.push(cursor);
+        self.last_progress.push(None);
     }
 
     fn cursor(&mut self, partition: i32) -> Option<&mut Cursor> {
@@ -206,6 +234,77 @@ impl SourceHandle {
     /// Next offset to read per partition of this worker.
     pub fn positions(&self) -> BTreeMap<i32, i64> {
         self.state.borrow().positions()
+    }
+
+    /// Takes the partitions discovery found that the assignment gives this worker: assigns
+    /// them at their start offsets, their queue feeding this worker's, and follows them
+    /// from then on (positions, progress, commits). Their `--until-end` stop line is their
+    /// start: the job's stop line stays the one seen at start.
+    fn adopt_discovered(&self, control: &Arc<JobControl>) -> Result<()> {
+        let ready = self.adopting.borrow().as_ref().map(|(_, done)| done.load(Ordering::Acquire));
+        match ready {
+            Some(true) => {
+                let new = self.adopting.borrow_mut().take().map(|(new, _)| new).unwrap_or_default();
+                return self.assign_new(new);
+            }
+            Some(false) => return Ok(()),
+            None => {}
+        }
+        let mut new = Vec::new();
+        while let Ok(found) = self.discovered.try_recv() {
+            let mut known = self.known.borrow_mut();
+            let fresh: Vec<(i32, i64)> = found.into_iter().filter(|(p, _)| !known.contains(p)).collect();
+            known.extend(fresh.iter().map(|(p, _)| *p));
+            let mine = partitions_for_worker(&known, self.worker, self.peers);
+            new.extend(fresh.into_iter().filter(|(p, _)| mine.contains(p)));
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        let Some(refresh) = self.output_refresh.borrow().clone() else { return self.assign_new(new) };
+        // The producer learns of the output's new partitions on a side thread first.
+        let done = Arc::new(AtomicBool::new(false));
+        let signal = Arc::clone(&done);
+        let control = Arc::clone(control);
+        std::thread::Builder::new()
+            .name("tidewatch-refresh".to_owned())
+            .spawn(move || {
+                while !refresh() && !control.stop_requested() {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                signal.store(true, Ordering::Release);
+            })
+            .map_err(|e| EngineError::Runtime(format!("spawning the output metadata refresh: {e}")))?;
+        *self.adopting.borrow_mut() = Some((new, done));
+        Ok(())
+    }
+
+    /// The sink's producer metadata refresh, called before new partitions are read.
+    pub(crate) fn set_output_refresh(&self, refresh: OutputRefresh) {
+        *self.output_refresh.borrow_mut() = Some(refresh);
+    }
+
+    /// Assigns the new partitions `new` of this worker at their start offsets.
+    fn assign_new(&self, new: Vec<(i32, i64)>) -> Result<()> {
+        let mut adopted = TopicPartitionList::new();
+        let no_queue = || EngineError::Runtime(format!("librdkafka gave no queue for {}", self.topic));
+        for (p, start) in &new {
+            adopted
+                .add_partition_offset(&self.topic, *p, Offset::Offset(*start))
+                .map_err(|e| EngineError::kafka(&self.brokers, "building the assignment", e))?;
+            let queue = Queue::partition(self.consumer.client(), &self.topic, *p).ok_or_else(no_queue)?;
+            queue.forward_to(&self.fetch);
+            self.partition_queues.borrow_mut().push(queue);
+        }
+        self.consumer
+            .incremental_assign(&adopted)
+            .map_err(|e| EngineError::kafka(&self.brokers, format!("assigning the new partitions {new:?} of {}", self.topic), e))?;
+        let mut state = self.state.borrow_mut();
+        for (p, start) in &new {
+            state.add(Cursor { partition: *p, position: *start, end: *start, at_eof: false, newest: None });
+        }
+        tracing::info!(worker = self.worker, topic = %self.topic, partitions = ?new, "source assigned new partitions");
+        Ok(())
     }
 
     /// Whether every partition of this worker reached its `--until-end` stop line.
@@ -336,6 +435,7 @@ impl KafkaSource {
         job: &JobConfig,
         kafka: &KafkaConfig,
         control: Arc<JobControl>,
+        discovered: Receiver<Found>,
     ) -> Result<(RecordStream<'scope>, ProgressStream<'scope>, Rc<SourceHandle>)> {
         let assigned = Assigned::new(plan, job, kafka, &control, scope.index(), scope.peers())?;
         let pace = Pace { epoch_ms: job.epoch_ms(), until_end: job.until_end };
@@ -350,7 +450,7 @@ impl KafkaSource {
             // or the consumer's queue (errors, commit results) turns non-empty, so an idle
             // source neither spins nor sleeps past new data.
             let wake = || waker(scope.worker().sync_activator_for(info.address.to_vec()));
-            let handle = Rc::new(assigned.into_handle(wake(), wake(), max_in_flight));
+            let handle = Rc::new(assigned.into_handle(wake(), wake(), max_in_flight, discovered));
             handle.flow.set_source(activator.clone());
             let _ = shared.set(Rc::clone(&handle));
             reader(handle, (capability, progress_capability), activator, control, pace)
@@ -373,6 +473,8 @@ struct Assigned {
     topic_c: std::ffi::CString,
     brokers: String,
     worker: usize,
+    peers: usize,
+    known: Vec<i32>,
 }
 
 impl Assigned {
@@ -415,17 +517,22 @@ impl Assigned {
         let state = SourceState::new(cursors);
         control.metrics.set_positions(state.positions());
         let topic_c = std::ffi::CString::new(plan.topic.as_str()).map_err(|_| EngineError::Runtime(format!("topic name {:?} holds a NUL byte", plan.topic)))?;
-        Ok(Assigned { consumer, fetch, partition_queues, state, topic: plan.topic.clone(), topic_c, brokers, worker })
+        Ok(Assigned { consumer, fetch, partition_queues, state, topic: plan.topic.clone(), topic_c, brokers, worker, peers, known: plan.partitions.clone() })
     }
 
     /// The handle, with librdkafka's wake-ups of the fetch queue and of the consumer's queue.
-    fn into_handle(self, wake_fetch: impl Fn() + Send + Sync + 'static, wake_events: impl Fn() + Send + Sync + 'static, max_in_flight: usize) -> SourceHandle {
-        let Assigned { mut consumer, mut fetch, partition_queues, state, topic, topic_c, brokers, worker } = self;
+    fn into_handle(self, wake_fetch: impl Fn() + Send + Sync + 'static, wake_events: impl Fn() + Send + Sync + 'static, max_in_flight: usize, discovered: Receiver<Found>) -> SourceHandle {
+        let Assigned { mut consumer, mut fetch, partition_queues, state, topic, topic_c, brokers, worker, peers, known } = self;
         fetch.wake_on_nonempty(wake_fetch);
         consumer.set_nonempty_callback(wake_events);
         SourceHandle {
             fetch,
-            _partition_queues: partition_queues,
+            partition_queues: RefCell::new(partition_queues),
+            discovered,
+            known: RefCell::new(known),
+            peers,
+            output_refresh: RefCell::new(None),
+            adopting: RefCell::new(None),
             consumer: Arc::new(consumer),
             flow: Rc::new(FlowGate::new(max_in_flight)),
             copy_clock: Rc::new(CopyClock::default()),
@@ -469,6 +576,9 @@ fn reader(
             }
             cap.downgrade(&now);
             progress_cap.downgrade(&now);
+        }
+        if let Err(error) = handle.adopt_discovered(&control) {
+            control.fail(error);
         }
         if control.stop_requested() || (pace.until_end && handle.reached_end()) {
             handle.close_epoch(*cap.time(), &control.metrics, progress, progress_cap);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -21,6 +21,7 @@ use crate::config::KafkaConfig;
 use crate::control::JobControl;
 use crate::error::{EngineError, Result};
 use crate::epoch::{epoch_of, now_ms};
+use crate::kafka::discovery::Discovery;
 use crate::kafka::plan::REQUEST_TIMEOUT;
 use crate::kafka::source::ProgressStream;
 
@@ -134,13 +135,16 @@ pub fn watermark_stream<'scope>(progress: &ProgressStream<'scope>, feed: &Arc<Wa
 /// The most the watermarks hold the stats back behind the sources when a round is late.
 const SLACK_MS: u64 = 1_000;
 
-/// Starts the monitor thread; it ends when the job's stop flag is set.
+/// Starts the monitor thread; it ends when the job's stop flag is set. With `discovery`,
+/// the same thread looks for partitions added to the input topic (and fetches their
+/// watermarks from then on); a new partition the output topic lacks fails the job.
 pub fn spawn_watermark_monitor(
     kafka: &KafkaConfig,
     topic: &str,
-    partitions: Vec<i32>,
+    mut partitions: Vec<i32>,
     interval: Duration,
     control: Arc<JobControl>,
+    discovery: Option<Discovery>,
 ) -> Result<(JoinHandle<()>, Arc<WatermarkFeed>)> {
     let feed = Arc::new(WatermarkFeed::default());
     let publish = Arc::clone(&feed);
@@ -150,9 +154,9 @@ pub fn spawn_watermark_monitor(
         .create()
         .map_err(|e| EngineError::kafka(&brokers, "creating the watermark monitor", e))?;
     let topic = topic.to_owned();
-    let fetch_round = move |consumer: &BaseConsumer, control: &JobControl, feed: &WatermarkFeed, epoch: u64| {
+    let fetch_round = move |consumer: &BaseConsumer, partitions: &[i32], control: &JobControl, feed: &WatermarkFeed, epoch: u64| {
         let mut fetched = Vec::with_capacity(partitions.len());
-        for &p in &partitions {
+        for &p in partitions {
             match consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT) {
                 Ok(w) => fetched.push((p, w)),
                 Err(error) => tracing::warn!(%topic, partition = p, %error, "watermark fetch failed; lag is stale"),
@@ -163,7 +167,7 @@ pub fn spawn_watermark_monitor(
     };
     // The first round before the job starts, so lag is known from its first window even
     // when the whole input is copied within it.
-    fetch_round(&consumer, &control, &feed, 0);
+    fetch_round(&consumer, &partitions, &control, &feed, 0);
     let epoch_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).max(1);
     let monitor = std::thread::Builder::new()
         .name("tidewatch-watermarks".to_owned())
@@ -171,10 +175,23 @@ pub fn spawn_watermark_monitor(
             // Each round right after an epoch's end, tagged with that epoch, so it pairs
             // with the positions the sources log as they close it.
             let mut next = epoch_of(now_ms(), epoch_ms) + epoch_ms;
+            let mut look_at = discovery.as_ref().map(|d| Instant::now() + d.interval);
             while !control.stop_requested() {
+                if let (Some(d), Some(at)) = (discovery.as_ref(), look_at) {
+                    if Instant::now() >= at {
+                        match d.look(&mut partitions) {
+                            Ok(()) => {}
+                            // An output without the new partition: what was read is
+                            // delivered and committed, the new partition is not read.
+                            Err(error @ EngineError::Config { .. }) => control.stop_with_error(error),
+                            Err(error) => tracing::warn!(%error, "looking for new partitions failed; trying again at the next interval"),
+                        }
+                        look_at = Some(Instant::now() + d.interval);
+                    }
+                }
                 let now = now_ms();
                 if now >= next {
-                    fetch_round(&consumer, &control, &publish, next - epoch_ms);
+                    fetch_round(&consumer, &partitions, &control, &publish, next - epoch_ms);
                     next = epoch_of(now_ms(), epoch_ms) + epoch_ms;
                 } else {
                     std::thread::sleep(Duration::from_millis((next - now).min(20)));

@@ -322,3 +322,42 @@ fn check_the_door(url: &str, token: &str) -> anyhow::Result<()> {
     ensure!(answer.status == 200, "/api/state with the cookie: {}", answer.status);
     Ok(())
 }
+
+/// `tidewatch demo` prints the dashboard's URL first, and within 30 s the page shows
+/// the lag of both partitions (partition 0, with three times the visits, behind) and the
+/// demo's `page_empty` alert firing. Needs no broker (the demo's mock cluster).
+#[test]
+fn demo_prints_the_dashboard_url_first_and_the_page_shows_lag_and_its_alert_within_30_s() -> anyhow::Result<()> {
+    use std::io::BufRead as _;
+    chromium_path()?;
+    let dir = tempfile::tempdir()?;
+    let bin = tidewatch_tests::tidewatch_bin()?;
+    let started = Instant::now();
+    let mut demo = std::process::Command::new(bin)
+        .args(["demo", "--duration", "40s", "--quiet", "--metrics-addr", "127.0.0.1:0", "--out"])
+        .arg(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = demo.stdout.take().context("the demo's stdout")?;
+    let mut first = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut first)?;
+    let checked = (|| {
+        let url = first.trim().strip_prefix("tidewatch demo: the live dashboard is at ").with_context(|| format!("the demo's first line is {first:?}"))?.to_owned();
+        let mut browser = Browser::start(1400, 1000)?;
+        browser.open(&url)?;
+        let left = Duration::from_secs(30).saturating_sub(started.elapsed());
+        let page = wait_page(&mut browser, "page_empty firing and partition 0 behind", left, |p| {
+            let firing = p["rules"].as_array().is_some_and(|rs| rs.iter().any(|r| r["name"] == "page_empty" && r["state"] == "firing"));
+            let lag = |n: &str| p["partitions"].as_array().and_then(|ps| ps.iter().find(|r| r["p"] == n)).and_then(|r| r["lag"].as_str()?.parse::<i64>().ok());
+            firing && lag("1").is_some() && lag("0").is_some_and(|l| l > 0)
+        })?;
+        eprintln!("after {:.1} s the demo's page shows {}", started.elapsed().as_secs_f64(), page["partitions"]);
+        ensure!(browser.troubles.is_empty(), "the demo's page had trouble: {:#?}", browser.troubles);
+        Ok(())
+    })();
+    let _ = demo.kill();
+    let _ = demo.wait();
+    checked
+}

@@ -189,3 +189,55 @@ pub fn read_ndjson<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Resul
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).with_context(|| format!("parsing a line of {}", path.display()))).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+
+    use super::*;
+
+    fn job(process: usize) -> JobInfo {
+        JobInfo {
+            input: "in".into(),
+            output: "out".into(),
+            workers: 1,
+            processes: 2,
+            process,
+            guarantee: "at-least-once".into(),
+            window_ms: 1_000,
+            rules: Vec::new(),
+        }
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("writes");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("reads");
+        answer
+    }
+
+    #[test]
+    fn a_process_other_than_0_serves_its_metrics_and_says_where_the_page_is() {
+        let config = OutputConfig { metrics_addr: "127.0.0.1:0".to_owned(), ..OutputConfig::default() };
+        let (server, bound, url) = serve(&config, &job(1), Arc::new(Registry::default()), None).expect("serves").expect("an address");
+        assert_eq!(url, None);
+        let root = get(bound, "/");
+        assert!(root.starts_with("HTTP/1.1 404") && root.contains("served by process 0"), "{root}");
+        assert!(get(bound, "/metrics").starts_with("HTTP/1.1 200"));
+        assert!(get(bound, "/api/state").starts_with("HTTP/1.1 404"));
+        drop(server);
+    }
+
+    #[test]
+    fn a_token_is_needed_off_loopback_and_checked_for_what_a_query_can_carry() {
+        let loopback: SocketAddr = "127.0.0.1:9464".parse().expect("an address");
+        let any: SocketAddr = "0.0.0.0:9464".parse().expect("an address");
+        assert_eq!(access_token("", loopback).expect("no token needed"), None);
+        assert_eq!(access_token("t0k-en", loopback).expect("kept"), Some("t0k-en".to_owned()));
+        let refused = access_token("", any).expect_err("refused").to_string();
+        assert!(refused.contains("output.dashboard_token") && refused.contains("0.0.0.0:9464"), "{refused}");
+        let odd = access_token("a;b", any).expect_err("refused").to_string();
+        assert!(odd.contains("output.dashboard_token"), "{odd}");
+    }
+}

@@ -235,16 +235,16 @@ mod tests {
     fn doc(start: u64) -> StatsDoc {
         let text = format!(
             r#"{{"@timestamp":"x","window_start_ms":{start},"window_end_ms":{},"all_events":1,"quality":{{}},"unparseable":0,"not_object":0,
-            "tombstones":0,"lag_per_partition":{{}},"lag_seconds_per_partition":{{}},"status_per_partition":{{}},"max_lag":null,
-            "max_lag_seconds":null,"records_in":1,"records_delivered":1}}"#,
+            "tombstones":0,"lag_per_partition":{{"0":5,"1":7}},"lag_seconds_per_partition":{{}},"status_per_partition":{{"0":"OK","1":"WARN"}},
+            "max_lag":7,"max_lag_seconds":null,"records_in":1,"records_delivered":1,"invalid_<img src=x onerror=alert(1)>":3,"invalid_page":1,
+            "metrics":{{"own.<b>count</b>":2.5}}}}"#,
             start + 1000
         );
         serde_json::from_str(&text).expect("a stats document")
     }
 
-    #[test]
-    fn the_ring_keeps_the_last_hour_of_windows_and_no_more() {
-        let info = JobInfo {
+    fn info() -> JobInfo {
+        JobInfo {
             input: "in".into(),
             output: "out".into(),
             workers: 1,
@@ -253,8 +253,12 @@ mod tests {
             guarantee: "at-least-once".into(),
             window_ms: 1_000,
             rules: Vec::new(),
-        };
-        let board = Board::new(info, JobControl::new(), None);
+        }
+    }
+
+    #[test]
+    fn the_ring_keeps_the_last_hour_of_windows_and_no_more() {
+        let board = Board::new(info(), JobControl::new(), None);
         assert_eq!(board.capacity(), 3_600);
         for i in 0..4_000 {
             board.absorb_doc(&doc(i * 1000));
@@ -263,5 +267,21 @@ mod tests {
         assert_eq!(snapshot.windows.len(), 3_600);
         assert_eq!(snapshot.windows.first().map(|d| d.window_start_ms), Some(400_000));
         assert_eq!(snapshot.windows.last().map(|d| d.window_start_ms), Some(3_999_000));
+    }
+
+    #[test]
+    fn a_full_ring_renders_a_bounded_page_with_names_from_the_data_as_text() {
+        let board = Board::new(info(), JobControl::new(), None);
+        let now = now_ms() - now_ms() % 1000;
+        for i in 0..3_600 {
+            board.absorb_doc(&doc(now - 3_600_000 + i * 1000));
+        }
+        let started = Instant::now();
+        let html = page::render_page(&board.snapshot());
+        let took = started.elapsed();
+        assert!(html.len() < 600_000, "a page of {} bytes", html.len());
+        assert!(!html.contains("<img") && !html.contains("<b>count"), "a name from the data became markup");
+        assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;") && html.contains("own.&lt;b&gt;count&lt;/b&gt;"));
+        assert!(took < Duration::from_secs(5), "rendering took {took:?}");
     }
 }

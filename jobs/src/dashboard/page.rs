@@ -84,6 +84,17 @@ fn span_minutes(s: &Snapshot) -> f64 {
     (s.live.now_ms.saturating_sub(oldest) as f64 / 60_000.0).clamp(2.0, 60.0)
 }
 
+/// Most points a chart line has: longer histories are charted every k-th window.
+const MAX_POINTS: usize = 600;
+
+/// The windows the charts draw: every one, or every k-th of a long history (the newest
+/// always among them).
+fn charted(s: &Snapshot) -> impl Iterator<Item = &StatsDoc> + '_ {
+    let step = s.windows.len().div_ceil(MAX_POINTS).max(1);
+    let skip = (s.windows.len() + step - 1) % step;
+    s.windows.iter().skip(skip).step_by(step)
+}
+
 /// Where a window's end falls on the charts: minutes relative to now.
 fn at(s: &Snapshot, doc: &StatsDoc) -> f64 {
     (doc.window_end_ms as f64 - s.live.now_ms as f64) / 60_000.0
@@ -132,8 +143,8 @@ fn job_section(s: &Snapshot) -> String {
 fn throughput_section(s: &Snapshot, span: f64) -> String {
     let per_s = 1000.0 / s.job.window_ms.max(1) as f64;
     let series = vec![
-        Series { name: "records in /s".into(), points: s.windows.iter().map(|d| (at(s, d), d.records_in as f64 * per_s)).collect() },
-        Series { name: "delivered /s".into(), points: s.windows.iter().map(|d| (at(s, d), d.records_delivered as f64 * per_s)).collect() },
+        Series { name: "records in /s".into(), points: charted(s).map(|d| (at(s, d), d.records_in as f64 * per_s)).collect() },
+        Series { name: "delivered /s".into(), points: charted(s).map(|d| (at(s, d), d.records_delivered as f64 * per_s)).collect() },
     ];
     let names: Vec<String> = series.iter().map(|x| x.name.clone()).collect();
     format!("<section id=\"throughput\"><h2>Records per second (per window, whole job)</h2>{}{}</section>", legend(&names), line_chart("records/s", span, &series))
@@ -171,7 +182,7 @@ fn lag_section(s: &Snapshot, span: f64) -> String {
         .iter()
         .map(|p| Series {
             name: format!("partition {p}"),
-            points: s.windows.iter().filter_map(|d| d.lag_per_partition.get(*p).map(|v| (at(s, d), *v as f64))).collect(),
+            points: charted(s).filter_map(|d| d.lag_per_partition.get(*p).map(|v| (at(s, d), *v as f64))).collect(),
         })
         .collect();
     let names: Vec<String> = series.iter().map(|x| x.name.clone()).collect();
@@ -188,7 +199,7 @@ fn errors_section(s: &Snapshot, span: f64) -> String {
         .iter()
         .map(|f| Series {
             name: f.strip_prefix("invalid_").unwrap_or(f).to_owned(),
-            points: s.windows.iter().filter_map(|d| value(d, f).map(|v| (at(s, d), v as f64 * per_min))).collect(),
+            points: charted(s).filter_map(|d| value(d, f).map(|v| (at(s, d), v as f64 * per_min))).collect(),
         })
         .collect();
     let mut html = String::from("<section id=\"errors\"><h2>Errors per minute per watched field</h2>");
@@ -263,7 +274,7 @@ fn alerts_section(s: &Snapshot, span: f64) -> String {
 /// observers, by dotted path) and `observers` (record observers) maps.
 fn observers_section(s: &Snapshot, span: f64) -> String {
     let mut keys: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for d in &s.windows {
+    for d in charted(s) {
         for (k, v) in &d.metrics {
             keys.entry(k.clone()).or_default().push((at(s, d), *v));
         }

@@ -361,3 +361,25 @@ fn demo_prints_the_dashboard_url_first_and_the_page_shows_lag_and_its_alert_with
     let _ = demo.wait();
     checked
 }
+
+/// The DevTools harness itself can fail: an uncaught error, a `console.error` and a
+/// failed load on a page are each caught, and a quiet page has none. Guards the tests
+/// above against a harness that would pass silently.
+#[test]
+fn devtools_harness_catches_errors_console_messages_and_failed_loads() -> anyhow::Result<()> {
+    let mut browser = Browser::start(800, 600)?;
+    browser.open("data:text/html,<!doctype html><title>quiet</title><p>quiet")?;
+    browser.idle(Duration::from_millis(500))?;
+    ensure!(browser.troubles.is_empty(), "a quiet page had trouble: {:?}", browser.troubles);
+    for (page, expected) in [
+        ("<script>undefinedFunction()</script>", "undefinedFunction"),
+        ("<script>console.error('deliberate')</script>", "deliberate"),
+        ("<img src=\"http://127.0.0.1:9/missing.png\">", "failed load"),
+    ] {
+        browser.troubles.clear();
+        browser.open(&format!("data:text/html,<!doctype html>{page}"))?;
+        browser.idle(Duration::from_secs(1))?;
+        ensure!(browser.troubles.iter().any(|t| t.0.contains(expected)), "{page}: not caught ({expected}): {:?}", browser.troubles);
+    }
+    Ok(())
+}

@@ -247,6 +247,12 @@ fn watch_the_page(running: &Running) -> anyhow::Result<String> {
     )?;
     ensure!(clean == Value::Bool(true), "a name from the data ran or became an element");
 
+    // The screenshot, at a moment that shows a WARN and the rule firing when one comes.
+    let both = |p: &Value| {
+        let warn = p["partitions"].as_array().is_some_and(|ps| ps.iter().any(|r| r["status"] == "WARN"));
+        warn && p["rules"].as_array().is_some_and(|rs| rs.iter().any(|r| r["state"] == "firing"))
+    };
+    let _ = wait_page(&mut browser, "a WARN and a rule firing together", Duration::from_secs(15), both);
     let png = artifacts_dir()?.join("dashboard.png");
     browser.screenshot(&png)?;
     eprintln!("dashboard screenshot: {}", png.display());

@@ -116,7 +116,8 @@ fn draw_strips(svg: &mut String, minutes: f64, spans: &[Vec<(f64, f64, &'static 
 
 /// Minutes ago, as an axis label: `2`, `1.5`, `0`.
 fn minutes_label(x: f64) -> String {
-    let ago = (-x).max(0.0);
+    // Never `-0` at the right edge.
+    let ago = if x > -1e-9 { 0.0 } else { -x };
     if (ago - ago.round()).abs() < 0.05 {
         format!("{ago:.0}")
     } else {

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -20,10 +19,10 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tidewatch_engine::{run_job, Cluster, JobConfig, JobControl, KafkaConfig, NoObservers, Record};
 use tidewatch_jobs::config::FileConfig;
-use tidewatch_jobs::observer::run_observed_core;
+use tidewatch_jobs::observer::run_observed;
 use tidewatch_jobs::outputs::OutputConfig;
 use tidewatch_jobs::visits::{GeneratorConfig, VisitGenerator};
-use tidewatch_operators::observers::{ObserveConfig, ObserverMetrics};
+use tidewatch_operators::observers::ObserveConfig;
 use tidewatch_operators::profile::ProfileConfig;
 use tidewatch_tests::unique_topic;
 
@@ -60,34 +59,6 @@ pub fn tidewatch_run(
     profile: bool,
     until_end: bool,
 ) -> anyhow::Result<tidewatch_engine::RunSummary> {
-    tidewatch_serving(brokers, input, output, workers, observers, profile, Serving::None, until_end)
-}
-
-/// Whether the observed job serves `/metrics` and its dashboard, and whether a page
-/// watches it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Serving {
-    /// No server (`output.metrics_addr = ""`).
-    None,
-    /// The server on a loopback port, nobody asking.
-    Server,
-    /// The server, and a client that reads the page's event stream (a fresh rendering of
-    /// the page each second) as an open browser tab does.
-    Watched,
-}
-
-/// [`tidewatch_run`] with the observers' server as `serving` says (only with `observers`).
-#[allow(clippy::too_many_arguments)]
-pub fn tidewatch_serving(
-    brokers: &str,
-    input: &str,
-    output: &str,
-    workers: usize,
-    observers: bool,
-    profile: bool,
-    serving: Serving,
-    until_end: bool,
-) -> anyhow::Result<tidewatch_engine::RunSummary> {
     let job = JobConfig {
         input_topic: input.to_owned(),
         output_topic: output.to_owned(),
@@ -98,48 +69,21 @@ pub fn tidewatch_serving(
     let mut kafka = KafkaConfig::default();
     kafka.set("bootstrap.servers", brokers);
     let cluster = Cluster { workers, ..Cluster::default() };
-    if !observers {
-        return Ok(run_job(job, kafka, &cluster, JobControl::new(), NoObservers)?);
-    }
-    let dir = tempfile::tempdir()?;
-    let metrics_addr = if serving == Serving::None { String::new() } else { "127.0.0.1:0".to_owned() };
-    let file = FileConfig {
-        job,
-        kafka,
-        observe: ObserveConfig::default(),
-        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr, ..OutputConfig::default() },
-        opensearch: Default::default(),
-        profile: ProfileConfig { enabled: profile, dir: dir.path().join("profiles"), ..ProfileConfig::default() },
+    let summary = if observers {
+        let dir = tempfile::tempdir()?;
+        let file = FileConfig {
+            job,
+            kafka,
+            observe: ObserveConfig::default(),
+            output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new(), ..OutputConfig::default() },
+            opensearch: Default::default(),
+            profile: ProfileConfig { enabled: profile, dir: dir.path().join("profiles"), ..ProfileConfig::default() },
+        };
+        run_observed(file, &cluster, JobControl::new())?
+    } else {
+        run_job(job, kafka, &cluster, JobControl::new(), NoObservers)?
     };
-    let mut watcher = None;
-    let summary = run_observed_core(file, &cluster, JobControl::new(), Arc::new(ObserverMetrics::default()), Vec::new(), |latest| {
-        let url = latest.lock().unwrap_or_else(PoisonError::into_inner).dashboard.clone();
-        if let (Serving::Watched, Some(url)) = (serving, url) {
-            watcher = Some(std::thread::spawn(move || watch_events(&url)));
-        }
-    })?;
-    if let Some(watcher) = watcher {
-        let bytes = watcher.join().map_err(|_| anyhow::anyhow!("the page watcher panicked"))??;
-        tracing::info!(bytes, "the page watcher read the event stream until the job ended");
-    }
     Ok(summary)
-}
-
-/// Reads the dashboard's event stream at `url` until the server closes it; returns the
-/// bytes read.
-fn watch_events(url: &str) -> anyhow::Result<u64> {
-    use std::io::{Read as _, Write as _};
-    let addr = url.trim_start_matches("http://").split('/').next().context("no address in the dashboard URL")?;
-    let mut stream = std::net::TcpStream::connect(addr).with_context(|| format!("connecting to the dashboard at {addr}"))?;
-    write!(stream, "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")?;
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        match stream.read(&mut buffer) {
-            Ok(0) | Err(_) => return Ok(total),
-            Ok(n) => total += n as u64,
-        }
-    }
 }
 
 /// The practical limit: `threads` threads, each with its own consumer and producer and

@@ -36,8 +36,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
-use tidewatch_bench::contenders::{bare_loop, make_records, peer_script, tidewatch_run, tidewatch_serving, Serving};
+use tidewatch_bench::contenders::{bare_loop, make_records, peer_script, tidewatch_run};
 use tidewatch_bench::procwatch::{tail, Outcome, Watched};
+use tidewatch_bench::serving::{tidewatch_serving, Serving};
 use tidewatch_bench::svg::{self, Bar, Series};
 use tidewatch_bench::{broker_pid, delete_topics, machine_busy_seconds, machine_steal_seconds, median, process_cpu_seconds, results_dir, Machine};
 use tidewatch_engine::Record;
@@ -373,8 +374,8 @@ fn run_contender(c: &ContenderArgs) -> anyhow::Result<()> {
         "observers" => tidewatch(true, false).map(|s| (s.records_delivered, Some(s.waits)))?,
         "profiled" => tidewatch(true, true).map(|s| (s.records_delivered, Some(s.waits)))?,
         "served" | "watched" => {
-            let serving = if c.kind == "served" { Serving::Server } else { Serving::Watched };
-            tidewatch_serving(&c.brokers, &c.input, &c.output, c.workers, true, false, serving, !c.continuous).map(|s| (s.records_delivered, Some(s.waits)))?
+            let serving = if c.kind == "served" { Serving::Unwatched } else { Serving::Watched };
+            tidewatch_serving(&c.brokers, &c.input, &c.output, c.workers, serving, !c.continuous).map(|s| (s.records_delivered, Some(s.waits)))?
         }
         other => bail!("unknown contender kind {other}"),
     };
@@ -958,8 +959,8 @@ fn write_all(name: &str, report: &Report, table: &str) -> anyhow::Result<()> {
         Kind::Bare => 7,
         Kind::Passthrough => 0,
         Kind::Observers => 2,
+        Kind::Served | Kind::Watched => 2,
         Kind::Profiled => 4,
-        Kind::Served | Kind::Watched => 6,
         Kind::KafkaStreams => 1,
         Kind::Spark => 3,
         Kind::Direct => 5,

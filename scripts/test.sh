@@ -2,7 +2,7 @@
 # The test command: starts the real services the tests need (an Apache Kafka broker and
 # an OpenSearch node, both from Maven Central jars), checks the Prometheus rules with
 # promtool (Debian's prometheus package, installed if missing), installs Debian's
-# chromium if missing (the profile report test renders in it), runs the whole test
+# chromium if missing (the profile report and dashboard tests render in it), runs the whole test
 # suite, and stops the services it started.
 #
 #   scripts/test.sh            # all tests
@@ -42,7 +42,7 @@ fi
 # Prometheus configuration, alert rules and their unit tests (promtool, from Debian).
 deploy/prometheus/check.sh
 
-# Headless Chromium (Debian's chromium) for the profile report test.
+# Headless Chromium (Debian's chromium) for the profile report and dashboard tests.
 if [ ! -x "${TIDEWATCH_CHROMIUM:-/usr/bin/chromium}" ]; then
   echo "test.sh: chromium is missing, installing Debian's chromium package" >&2
   sudo=""

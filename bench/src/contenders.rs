@@ -75,7 +75,7 @@ pub fn tidewatch_run(
             job,
             kafka,
             observe: ObserveConfig::default(),
-            output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
+            output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new(), ..OutputConfig::default() },
             opensearch: Default::default(),
             profile: ProfileConfig { enabled: profile, dir: dir.path().join("profiles"), ..ProfileConfig::default() },
         };

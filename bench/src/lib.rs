@@ -3,6 +3,7 @@
 
 pub mod contenders;
 pub mod procwatch;
+pub mod serving;
 pub mod svg;
 
 use std::path::{Path, PathBuf};

@@ -5,7 +5,8 @@
 //! (10 % with nulled fields; partition 0 gets three times the records of partition 1,
 //! like the lagging partition of the reference demo); the job copies them to
 //! `processed_visits` and observes them: stats and alert documents in the output
-//! directory, Prometheus figures on `/metrics`, and a live progress line with records in
+//! directory, the live dashboard at `/` and Prometheus figures on `/metrics` of
+//! `--metrics-addr` (its URL is the first line the demo prints), and a live progress line with records in
 //! and out, the rate, the lag per partition and the last window's empty fields. At the
 //! end (Ctrl-C or `--duration`) the producer stops, the job drains the topic, commits
 //! and exits.
@@ -108,7 +109,7 @@ pub fn run_demo(args: &DemoArgs, control: Arc<JobControl>) -> anyhow::Result<Dem
         job: JobConfig { epoch_interval: args.epoch, ..JobConfig::default() },
         kafka,
         observe,
-        output: OutputConfig { dir: args.out.clone(), metrics_addr: args.metrics_addr.clone() },
+        output: OutputConfig { dir: args.out.clone(), metrics_addr: args.metrics_addr.clone(), ..OutputConfig::default() },
         opensearch: OpenSearchConfig::default(),
         profile: ProfileConfig {
             enabled: true,
@@ -124,6 +125,14 @@ pub fn run_demo(args: &DemoArgs, control: Arc<JobControl>) -> anyhow::Result<Dem
         Arc::clone(&control),
         Arc::new(ObserverMetrics::default()),
         |latest| {
+            let url = latest.lock().unwrap_or_else(PoisonError::into_inner).dashboard.clone();
+            if let Some(url) = url {
+                // The first thing the demo prints: where to look.
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("tidewatch demo: the live dashboard is at {url}");
+                }
+            }
             if !args.quiet {
                 progress = Some(spawn_progress(Arc::clone(&control), Arc::clone(&produced), latest));
             }

@@ -12,6 +12,7 @@ use tidewatch_operators::observers::{ObserverMetrics, ObserverPlan};
 use tidewatch_operators::protocol::DataflowObserver;
 
 use crate::config::FileConfig;
+use crate::dashboard::JobInfo;
 use crate::outputs::{Latest, Outputs};
 use crate::profiles::ProfileWriter;
 
@@ -86,7 +87,18 @@ pub fn run_observed_core(
     let plan = own.dataflow.into_iter().fold(plan, ObserverPlan::with_dataflow_observer);
     // Profiles are assembled on worker 0, which runs in process 0.
     let profiles = if plan.profiles() && cluster.process == 0 { Some(ProfileWriter::start(&profile.dir, &opensearch)?) } else { None };
-    let outputs = Outputs::start(&output, &opensearch, &job.input_topic, cluster.process, Arc::clone(&control), Arc::clone(&observer_metrics))?;
+    let info = JobInfo {
+        input: job.input_topic.clone(),
+        output: job.output_topic.clone(),
+        workers: cluster.workers,
+        processes: cluster.processes,
+        process: cluster.process,
+        guarantee: job.guarantee.as_str().to_owned(),
+        window_ms: u64::try_from(observe.window.as_millis()).unwrap_or(u64::MAX),
+        rules: observe.alerts.clone(),
+    };
+    let profiles_dir = profiles.as_ref().map(|writer| writer.dir().to_path_buf());
+    let outputs = Outputs::start(&output, &opensearch, info, profiles_dir, Arc::clone(&control), Arc::clone(&observer_metrics))?;
     let mut observers = plan.attach(outputs.sinks.clone(), observer_metrics);
     if let Some(writer) = &profiles {
         observers = observers.with_profile_sink(writer.sender());

@@ -2,6 +2,7 @@
 //! to explicit partitions, readers of whole topics and of committed offsets, and the
 //! connection to the real broker started by `scripts/kafka.sh`.
 
+pub mod browser;
 pub mod exposition;
 pub mod process;
 

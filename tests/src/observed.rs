@@ -53,7 +53,7 @@ pub fn run_observed_outputs(brokers: &str, records: &[Record], observe: ObserveC
         job: JobConfig { input_topic: input, output_topic: output, group_id: unique_topic("observed"), epoch_interval: Duration::from_millis(100), ..JobConfig::default() },
         kafka,
         observe,
-        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: format!("127.0.0.1:{port}") },
+        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: format!("127.0.0.1:{port}"), ..OutputConfig::default() },
         opensearch: OpenSearchConfig { url: url.clone(), stats_index: stats_index.clone(), alerts_index: unique_topic("observed-alerts").to_lowercase(), ..OpenSearchConfig::default() },
         profile: Default::default(),
     };

@@ -44,7 +44,7 @@ fn real_broker_value_rules_and_reconciliation_equal_an_independent_count() -> an
         job: JobConfig { input_topic: input.clone(), output_topic: output, group_id: group, epoch_interval: Duration::from_millis(100), until_end: true, ..JobConfig::default() },
         kafka,
         observe: ObserveConfig { window: Duration::from_millis(500), rules: rules.clone(), ..ObserveConfig::default() },
-        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
+        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new(), ..OutputConfig::default() },
         opensearch: OpenSearchConfig::default(),
         profile: Default::default(),
     };

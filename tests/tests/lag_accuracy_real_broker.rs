@@ -92,7 +92,7 @@ fn real_broker_lag_at_each_window_end_matches_an_independent_reading() -> anyhow
         },
         kafka,
         observe: ObserveConfig { window: Duration::from_secs(1), ..ObserveConfig::default() },
-        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
+        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new(), ..OutputConfig::default() },
         opensearch: OpenSearchConfig::default(),
         profile: Default::default(),
     };

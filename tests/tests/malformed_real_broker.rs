@@ -346,7 +346,7 @@ fn real_broker_malformed_input_is_copied_byte_exact_and_counted_in_the_right_cla
         },
         kafka,
         observe: ObserveConfig { window: Duration::from_millis(500), ..ObserveConfig::default() },
-        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
+        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new(), ..OutputConfig::default() },
         opensearch: Default::default(),
         profile: Default::default(),
     };

@@ -86,7 +86,7 @@ fn run(brokers: &str, input: &str, own: Vec<Arc<dyn ObserverFactory>>) -> anyhow
         },
         kafka,
         observe: ObserveConfig { window: Duration::from_millis(500), ..ObserveConfig::default() },
-        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
+        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new(), ..OutputConfig::default() },
         opensearch: OpenSearchConfig::default(),
         profile: Default::default(),
     };

@@ -48,7 +48,7 @@ fn file_config(brokers: &str, input: &str, output: &str, group: &str, out: &Path
         },
         kafka,
         observe: ObserveConfig { window: Duration::from_millis(500), ..ObserveConfig::default() },
-        output: OutputConfig { dir: out.to_owned(), metrics_addr: String::new() },
+        output: OutputConfig { dir: out.to_owned(), metrics_addr: String::new(), ..OutputConfig::default() },
         opensearch: Default::default(),
         profile: Default::default(),
     }

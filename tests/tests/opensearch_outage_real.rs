@@ -76,7 +76,7 @@ fn real_opensearch_outage_loses_no_record_and_no_buffered_document() -> anyhow::
         job: JobConfig { input_topic: input.clone(), output_topic: output.clone(), group_id: group, epoch_interval: Duration::from_millis(100), ..JobConfig::default() },
         kafka,
         observe: ObserveConfig { window: Duration::from_millis(500), ..ObserveConfig::default() },
-        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
+        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new(), ..OutputConfig::default() },
         opensearch: OpenSearchConfig { url: node.url.clone(), ..OpenSearchConfig::default() },
         profile: Default::default(),
     };

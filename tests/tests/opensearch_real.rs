@@ -33,7 +33,7 @@ fn real_opensearch_documents_equal_the_ndjson_stats_and_the_dashboard_query_adds
         job: JobConfig { input_topic: input.clone(), output_topic: output, group_id: group, epoch_interval: Duration::from_millis(100), ..JobConfig::default() },
         kafka,
         observe: ObserveConfig { window: Duration::from_millis(500), ..ObserveConfig::default() },
-        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new() },
+        output: OutputConfig { dir: dir.path().to_owned(), metrics_addr: String::new(), ..OutputConfig::default() },
         opensearch: OpenSearchConfig { url: url.clone(), stats_index: stats_index.clone(), alerts_index, ..OpenSearchConfig::default() },
         profile: Default::default(),
     };

@@ -310,7 +310,7 @@ fn file_config(brokers: &str, input: &str, output: &str, group: &str, out: &Path
         job,
         kafka,
         observe: ObserveConfig { window: Duration::from_millis(500), ..ObserveConfig::default() },
-        output: OutputConfig { dir: out.to_owned(), metrics_addr: metrics.to_string() },
+        output: OutputConfig { dir: out.to_owned(), metrics_addr: metrics.to_string(), ..OutputConfig::default() },
         ..FileConfig::default()
     }
 }

@@ -38,6 +38,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use tidewatch_bench::contenders::{bare_loop, make_records, peer_script, tidewatch_run};
 use tidewatch_bench::procwatch::{tail, Outcome, Watched};
+use tidewatch_bench::serving::{tidewatch_serving, Serving};
 use tidewatch_bench::svg::{self, Bar, Series};
 use tidewatch_bench::{broker_pid, delete_topics, machine_busy_seconds, machine_steal_seconds, median, process_cpu_seconds, results_dir, Machine};
 use tidewatch_engine::Record;
@@ -103,7 +104,8 @@ enum Sub {
 
 #[derive(Debug, clap::Args)]
 struct ContenderArgs {
-    /// bare, passthrough, observers or profiled (observers and the dataset profile).
+    /// bare, passthrough, observers, profiled (observers and the dataset profile), served
+    /// (observers and their server) or watched (the server, and a page watching).
     #[arg(long)]
     kind: String,
     #[arg(long, default_value_t = 1)]
@@ -130,6 +132,10 @@ enum Kind {
     Observers,
     /// The observers and the dataset profile.
     Profiled,
+    /// The observers and their server (`/metrics`, the dashboard), nobody watching.
+    Served,
+    /// The observers and their server, a page reading its event stream.
+    Watched,
     KafkaStreams,
     Spark,
     /// No copy: the measuring consumer reads the input topic (the latency floor).
@@ -150,6 +156,8 @@ const SPECS: &[Spec] = &[
     Spec { name: "tidewatch passthrough, 2 workers", kind: Kind::Passthrough, workers: 2 },
     Spec { name: "tidewatch + observers, 1 worker", kind: Kind::Observers, workers: 1 },
     Spec { name: "tidewatch + observers, 2 workers", kind: Kind::Observers, workers: 2 },
+    Spec { name: "tidewatch + observers + server, 1 worker", kind: Kind::Served, workers: 1 },
+    Spec { name: "tidewatch + observers + server + watched page, 1 worker", kind: Kind::Watched, workers: 1 },
     Spec { name: "tidewatch + observers + profile, 1 worker", kind: Kind::Profiled, workers: 1 },
     Spec { name: "tidewatch + observers + profile, 2 workers", kind: Kind::Profiled, workers: 2 },
     Spec { name: "Kafka Streams, 1 thread", kind: Kind::KafkaStreams, workers: 1 },
@@ -365,6 +373,10 @@ fn run_contender(c: &ContenderArgs) -> anyhow::Result<()> {
         "passthrough" => tidewatch(false, false).map(|s| (s.records_delivered, Some(s.waits)))?,
         "observers" => tidewatch(true, false).map(|s| (s.records_delivered, Some(s.waits)))?,
         "profiled" => tidewatch(true, true).map(|s| (s.records_delivered, Some(s.waits)))?,
+        "served" | "watched" => {
+            let serving = if c.kind == "served" { Serving::Unwatched } else { Serving::Watched };
+            tidewatch_serving(&c.brokers, &c.input, &c.output, c.workers, serving, !c.continuous).map(|s| (s.records_delivered, Some(s.waits)))?
+        }
         other => bail!("unknown contender kind {other}"),
     };
     let seconds = start.elapsed().as_secs_f64();
@@ -381,11 +393,13 @@ fn run_contender(c: &ContenderArgs) -> anyhow::Result<()> {
 
 fn command(spec: &Spec, brokers: &str, input: &str, output: &str, partitions: i32, expect: Option<usize>) -> anyhow::Result<Command> {
     Ok(match spec.kind {
-        Kind::Bare | Kind::Passthrough | Kind::Observers | Kind::Profiled => {
+        Kind::Bare | Kind::Passthrough | Kind::Observers | Kind::Profiled | Kind::Served | Kind::Watched => {
             let kind = match spec.kind {
                 Kind::Bare => "bare",
                 Kind::Passthrough => "passthrough",
                 Kind::Profiled => "profiled",
+                Kind::Served => "served",
+                Kind::Watched => "watched",
                 _ => "observers",
             };
             let mut cmd = Command::new(std::env::current_exe()?);
@@ -945,6 +959,7 @@ fn write_all(name: &str, report: &Report, table: &str) -> anyhow::Result<()> {
         Kind::Bare => 7,
         Kind::Passthrough => 0,
         Kind::Observers => 2,
+        Kind::Served | Kind::Watched => 2,
         Kind::Profiled => 4,
         Kind::KafkaStreams => 1,
         Kind::Spark => 3,

@@ -17,6 +17,7 @@ use tidewatch_operators::stats::StatsDoc;
 
 use super::prometheus::{refresh_metrics, refresh_opensearch, Metrics};
 use super::Latest;
+use crate::dashboard::Board;
 
 /// Opens `path` for appending, creating it.
 pub(super) fn append(path: &Path) -> anyhow::Result<File> {
@@ -31,6 +32,8 @@ pub(super) struct Files {
     pub(super) alerts: File,
     /// OpenSearch, when configured.
     pub(super) opensearch: Option<OpenSearchSink>,
+    /// The dashboard's history, on the process that shows it.
+    pub(super) board: Option<Arc<Board>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -44,7 +47,7 @@ pub(super) fn write_loop(
     observers: &ObserverMetrics,
     latest: &Mutex<Latest>,
 ) -> anyhow::Result<()> {
-    let Files { stats: mut stats_file, alerts: mut alerts_file, opensearch } = files;
+    let Files { stats: mut stats_file, alerts: mut alerts_file, opensearch, board } = files;
     // Documents get ids of this run: shipping again after an outage overwrites, and
     // another run (a restart replaying a window) adds its own.
     let run = uuid::Uuid::new_v4().simple().to_string();
@@ -61,6 +64,9 @@ pub(super) fn write_loop(
                         sink.stats(format!("{run}-{}", doc.window_start_ms), serde_json::to_value(&doc)?);
                     }
                     metrics.absorb_doc(&doc, topic);
+                    if let Some(board) = &board {
+                        board.absorb_doc(&doc);
+                    }
                     let mut latest = latest.lock().unwrap_or_else(PoisonError::into_inner);
                     latest.windows += 1;
                     latest.stats = Some(doc);
@@ -75,6 +81,9 @@ pub(super) fn write_loop(
                         sink.alert(format!("{run}-{}-{}-{:?}", event.rule, event.timestamp, event.state), serde_json::to_value(&event)?);
                     }
                     metrics.absorb_alert(&event);
+                    if let Some(board) = &board {
+                        board.absorb_alert(&event);
+                    }
                     let mut latest = latest.lock().unwrap_or_else(PoisonError::into_inner);
                     latest.alert_events += 1;
                     if event.state == AlertState::Firing {

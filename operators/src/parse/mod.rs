@@ -19,8 +19,7 @@
 //!
 //! ```
 //! use tidewatch_engine::Record;
-//! use tidewatch_operators::classify::{FieldKind, RecordKind};
-//! use tidewatch_operators::parse::{FieldValue, Parser, Watches};
+//! use tidewatch_operators::parse::{FieldKind, FieldValue, Parser, RecordKind, Watches};
 //!
 //! let watches = Watches::default();
 //! let page = watches.watch("page").unwrap();
@@ -36,6 +35,7 @@
 //! ```
 
 mod fast;
+mod kinds;
 mod schema;
 mod walk;
 
@@ -51,8 +51,8 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
-use crate::classify::{FieldKind, FieldPathError, RecordKind};
 use fast::{scan, Scan};
+pub use kinds::{FieldKind, FieldPathError, RecordKind};
 pub(crate) use schema::{Event, Names};
 use schema::Schema;
 pub use schema::MAX_DEPTH;

@@ -13,8 +13,7 @@ use super::field::{FieldProfile, TimeRange};
 use super::sketch::ValueType;
 use super::timestamp::parse_rfc3339_ms;
 use super::{Overview, PartialProfile, ProfileConfig};
-use crate::classify::RecordKind;
-use crate::parse::{Event, Names, Parser, RecordView, Tape, Watches};
+use crate::parse::{Event, Names, Parser, RecordKind, RecordView, Tape, Watches};
 
 /// Longest text kept for a frequent value (the value is counted by its full hash).
 const MAX_VALUE_TEXT: usize = 256;

@@ -4,6 +4,7 @@
 pub mod contenders;
 pub mod procwatch;
 pub mod svg;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

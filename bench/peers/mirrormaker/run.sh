@@ -69,6 +69,9 @@ offset.storage.replication.factor = 1
 status.storage.replication.factor = 1
 config.storage.replication.factor = 1
 tasks.max = 1
+# Connect finds its plugins through their ServiceLoader manifests instead of scanning
+# every jar (the scan takes seconds at start-up and warns that this is possible).
+plugin.discovery = service_load
 # A fresh copy from the oldest offset (MirrorMaker's consumer default is earliest too).
 $alias.consumer.auto.offset.reset = earliest
 # The producer as every contender's: linger 5 ms, 1 MB batches, idempotent, acks=all, uncompressed.

@@ -224,16 +224,15 @@ const SPECS: &[Spec] = &[
 ];
 
 /// The contenders of the latency part (one thread or worker each; Spark as local[2]).
+/// Of the observing peers only Benthos, the fastest, to keep a full run within ~40 min.
 const LATENCY_SPECS: &[&str] = &[
     DIRECT.name,
     "bare rdkafka loop, 1 thread",
     "tidewatch passthrough, 1 worker",
     "tidewatch + observers, 1 worker",
     "Kafka Streams, 1 thread",
-    "Kafka Streams + observation, 1 thread",
     "Spark, local[2]",
     "Bytewax, 1 worker",
-    "Bytewax + observation, 1 worker",
     "Benthos, 1 thread",
     "Benthos + observation, 1 thread",
     "MirrorMaker 2, 1 task",
@@ -1040,6 +1039,25 @@ fn goals(report: &Report) -> Vec<Goal> {
             goals.push(Goal { goal: format!("{name} at its maximum rate keeps ≥ 0.9 of a core busy"), measured: format!("{busy:.2} cores"), met: busy >= 0.9 });
         }
     }
+    // Issue 17: tidewatch observing against the peers that observe too.
+    for (workers, peer_threads) in [("1 worker", "1 thread"), ("2 workers", "2 threads")] {
+        let ours = format!("tidewatch + observers, {workers}");
+        for peer in [format!("Kafka Streams + observation, {peer_threads}"), format!("Benthos + observation, {peer_threads}")] {
+            let r = cpu(&peer) / cpu(&ours);
+            if r.is_finite() {
+                goals.push(Goal {
+                    goal: format!("CPU per record, {ours} ≤ 0.5× {peer}"),
+                    measured: format!("{r:.2}× less ({:.2} / {:.2} CPU s per M records)", cpu(&peer), cpu(&ours)),
+                    met: r >= 2.0,
+                });
+            }
+        }
+        let bytewax = format!("Bytewax + observation, {workers}");
+        let r = t(&ours) / t(&bytewax);
+        if r.is_finite() {
+            goals.push(Goal { goal: format!("{ours} ≥ 5× {bytewax}"), measured: format!("{r:.2} ({:.0} / {:.0} records/s)", t(&ours), t(&bytewax)), met: r >= 5.0 });
+        }
+    }
     let p99 = |name: &str| report.latency.iter().find(|l| l.name == name && (l.percent_of_base - 75.0).abs() < 1e-9);
     if let Some(b) = p99(bare) {
         for name in [pass, obs] {
@@ -1055,6 +1073,28 @@ fn goals(report: &Report) -> Vec<Goal> {
     goals
 }
 
+/// tidewatch beside the peers doing the same work (issue 17): records/s and CPU per
+/// record of tidewatch over the peer's, from this run's medians.
+fn comparisons(report: &Report) -> Vec<(String, String, f64, f64)> {
+    let row = |name: &str| report.throughput.iter().find(|t| t.name == name);
+    let mut out = Vec::new();
+    let pairs: [(&str, &[&str]); 4] = [
+        ("tidewatch passthrough, 1 worker", &["MirrorMaker 2, 1 task", "Benthos, 1 thread", "Bytewax, 1 worker", "Kafka Streams, 1 thread"]),
+        ("tidewatch passthrough, 2 workers", &["Bytewax, 2 workers", "Kafka Streams, 2 threads"]),
+        ("tidewatch + observers, 1 worker", &["Kafka Streams + observation, 1 thread", "Benthos + observation, 1 thread", "Bytewax + observation, 1 worker"]),
+        ("tidewatch + observers, 2 workers", &["Kafka Streams + observation, 2 threads", "Benthos + observation, 2 threads", "Bytewax + observation, 2 workers"]),
+    ];
+    for (ours, peers) in pairs {
+        let Some(a) = row(ours) else { continue };
+        for peer in peers {
+            if let Some(b) = row(peer) {
+                out.push((ours.to_owned(), (*peer).to_owned(), a.median_records_per_s / b.median_records_per_s, b.median_cpu_s_per_million / a.median_cpu_s_per_million));
+            }
+        }
+    }
+    out
+}
+
 fn markdown(report: &Report, name: &str) -> String {
     let mut out = format!(
         "Benchmark suite{}, {} UTC. Machine: {} CPUs ({}), {}; {}.\n\n",
@@ -1068,12 +1108,12 @@ fn markdown(report: &Report, name: &str) -> String {
     if !report.throughput.is_empty() {
         out.push_str(&format!(
             "**Throughput**: {} generated visits (mean {} bytes of key + value), {} partitions, each contender into a fresh topic, median of {} interleaved round(s).\n\n\
-             | contender | records/s | MB/s | CPU s / M records (span) | cores busy | CPU s / M records (process) | peak RSS MB | ratio to bare loop, 1 thread | broker CPU s / M records | other load (cores) | steal (cores) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             | contender | records/s | MB/s | CPU s / M records (span) | cores busy | CPU s / M records (process) | peak RSS MB | ratio to bare loop, 1 thread | broker CPU s / M records | other load (cores) | steal (cores) | counts checked |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
             report.records, report.value_bytes, report.partitions, report.rounds
         ));
         for t in &report.throughput {
             out.push_str(&format!(
-                "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |\n",
                 t.name,
                 t.median_records_per_s,
                 t.median_mb_per_s,
@@ -1084,7 +1124,8 @@ fn markdown(report: &Report, name: &str) -> String {
                 t.ratio_to_bare_1_thread,
                 t.median_broker_cpu_s_per_million,
                 t.median_other_cores,
-                t.median_steal_cores
+                t.median_steal_cores,
+                t.counts_matched.map_or(String::new(), |(ok, of)| format!("{ok} of {of} runs right"))
             ));
         }
         out.push_str(
@@ -1096,7 +1137,9 @@ fn markdown(report: &Report, name: &str) -> String {
              \"other load\" is what everything else on the machine (builds, tests, other programs) kept busy meanwhile, and \"steal\" what the hypervisor took from this VM's CPUs, both in cores out of the machine's. \
              \"Cores busy\" is records/s × CPU s per record: a contender below one core on its own worker is waiting.\n\n",
         );
+        out.push_str(&peers_notes(report));
         out.push_str(&waits_table(report));
+        out.push_str(&peer_threads_table(report));
     }
     if !report.latency.is_empty() {
         out.push_str(&format!(
@@ -1112,6 +1155,14 @@ fn markdown(report: &Report, name: &str) -> String {
             ));
         }
         out.push_str("\nLatency joins each output record with its input record by partition and offset (every contender copies in order to the same partition of a fresh topic), so it holds for Spark too, whose Kafka sink cannot write the record timestamp.\n\n");
+    }
+    let pairs = comparisons(report);
+    if !pairs.is_empty() {
+        out.push_str("**tidewatch beside the peers doing the same work** (this run's medians; ratios above 1 favour tidewatch)\n\n| tidewatch | peer | records/s, tidewatch ÷ peer | CPU per record, peer ÷ tidewatch |\n|---|---|---:|---:|\n");
+        for (ours, peer, rate, cpu) in pairs {
+            out.push_str(&format!("| {ours} | {peer} | {rate:.2} | {cpu:.2} |\n"));
+        }
+        out.push('\n');
     }
     if !report.goals.is_empty() {
         out.push_str("**Goals** (the copy path's targets)\n\n| goal | measured | met |\n|---|---|---|\n");
@@ -1153,6 +1204,56 @@ fn waits_table(report: &Report) -> String {
             w.rdkafka_runq_s_per_million,
             engine
         ));
+    }
+    out.push('\n');
+    out
+}
+
+/// What the observing peers' counts and the peers that could not run say about the run.
+fn peers_notes(report: &Report) -> String {
+    let mut out = String::new();
+    if report.throughput.iter().any(|t| t.kind.observes()) {
+        out.push_str(
+            "\"+ observation\" peers parse every value as JSON and count, per 10 s window, the records whose `event_time`, `user_id` or `page` is missing, null or \"\" \
+             (what tidewatch's quality observer counts); every run's totals are checked against the generator's summary (\"counts checked\"), and a run whose counts differ is \
+             reported below and not timed.\n\n",
+        );
+    }
+    for w in &report.wrong_counts {
+        out.push_str(&format!("- **wrong counts**, {} (round {}): {}\n", w.name, w.round, w.differences.join("; ")));
+    }
+    for u in &report.unavailable {
+        out.push_str(&format!("- **could not run here**: the {} peer: {}\n", u.peer, u.reason));
+    }
+    if let Some(mm2) = report.throughput.iter().find(|t| t.kind == Kind::MirrorMaker2) {
+        if let Some(own) = mm2.last_result["own_topics"].as_object() {
+            let total: u64 = own.values().filter_map(serde_json::Value::as_u64).sum();
+            let list: Vec<String> = own.iter().map(|(k, v)| format!("`{k}` {v}")).collect();
+            out.push_str(&format!(
+                "- MirrorMaker 2's own topics are part of its cost (its CPU and the broker's include writing them): {total} records in the last round besides the copy ({}).\n",
+                list.join(", ")
+            ));
+        }
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// Where each peer's threads spent its span (the busiest threads of its last round).
+fn peer_threads_table(report: &Report) -> String {
+    let rows: Vec<_> = report.throughput.iter().filter(|t| t.kind.peer().is_some() && !t.busiest_threads.is_empty()).collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "**Where the peers' time goes** (the busiest threads of each peer's last round, by schedstat: CPU s / waiting for a core s / sleeping s over the span; \
+         thread names as the kernel has them, cut at 15 characters)\n\n| peer | busiest threads |\n|---|---|\n",
+    );
+    for t in rows {
+        let threads: Vec<String> = t.busiest_threads.iter().map(|(n, c, q, s)| format!("{n} {c:.2}/{q:.2}/{s:.2}")).collect();
+        out.push_str(&format!("| {} | {} |\n", t.name, threads.join(", ")));
     }
     out.push('\n');
     out

@@ -1,5 +1,6 @@
 //! The benchmark suite: throughput and latency of tidewatch beside a bare rdkafka loop,
-//! Kafka Streams and Spark, on the same broker and the same generated visits, in one run.
+//! Kafka Streams, Spark, Bytewax, Benthos and MirrorMaker 2 (and the peers that observe
+//! as tidewatch does), on the same broker and the same generated visits, in one run.
 //!
 //! ```text
 //! cargo run --release -p tidewatch-bench --bin suite -- [--quick]
@@ -39,14 +40,14 @@ use serde::Serialize;
 use tidewatch_bench::contenders::{bare_loop, expected_observation, make_records, make_records_with_summary, observation_differences, peer_script, tidewatch_run};
 use tidewatch_bench::procwatch::{tail, Outcome, Watched};
 use tidewatch_bench::svg::{self, Bar, Series};
-use tidewatch_bench::watch::{topics_containing, watch, WatchSpec};
+use tidewatch_bench::watch::{watch, WatchSpec};
 use tidewatch_bench::{broker_pid, delete_topics, machine_busy_seconds, machine_steal_seconds, median, process_cpu_seconds, results_dir, Machine};
 use tidewatch_engine::Record;
 use tidewatch_jobs::visits::{produce_into, GeneratorConfig, ProduceSettings, VisitGenerator};
 use tidewatch_tests::{create_topics, end_offsets, produce, require_broker, unique_topic};
 
 #[derive(Debug, Parser)]
-#[command(about = "Throughput and latency of tidewatch beside a bare rdkafka loop, Kafka Streams and Spark")]
+#[command(about = "Throughput and latency of tidewatch beside a bare rdkafka loop, Kafka Streams, Spark, Bytewax, Benthos and MirrorMaker 2")]
 struct Args {
     #[command(subcommand)]
     contender: Option<Sub>,
@@ -122,7 +123,7 @@ struct WatchArgs {
     /// host:port of the peer's Prometheus endpoint, read every 10 s.
     #[arg(long)]
     metrics: Option<String>,
-    /// Comma-separated parts of the names of the peer's own topics.
+    /// Comma-separated names of the peer's own topics (their records are reported).
     #[arg(long, value_delimiter = ',')]
     own_topics: Vec<String>,
     /// The peer's command line.
@@ -376,7 +377,7 @@ struct WrongCounts {
 }
 
 const MACHINE_NOTE: &str = "a shared cloud VM (the \"other load\" column says how busy the rest of it was); the broker runs on the same machine";
-const LATENCY_SETTINGS: &str = "every contender's producer: linger.ms 5 (librdkafka contenders and Kafka Streams as configured; Spark via kafka.linger.ms), 1 MB batches, idempotent, acks=all; load producer: librdkafka, linger.ms 1; measuring consumer: librdkafka, fetch.wait.max.ms 10";
+const LATENCY_SETTINGS: &str = "every contender's producer: linger.ms 5 (librdkafka contenders, Kafka Streams and MirrorMaker 2 as configured; Spark via kafka.linger.ms; Bytewax via its sink's add_config; Benthos v4.27.0 cannot set it and sends batches of 100 records or 5 ms), 1 MB batches, idempotent, acks=all; load producer: librdkafka, linger.ms 1; measuring consumer: librdkafka, fetch.wait.max.ms 10";
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
@@ -506,11 +507,19 @@ fn output_topic(spec: &Spec, input: &str) -> String {
     }
 }
 
-/// Parts of the names of the topics a peer creates for itself (deleted after its run):
-/// MirrorMaker 2's configs, offsets, status, offset syncs, checkpoints and heartbeats.
-fn own_topic_parts(spec: &Spec, input: &str, output: &str) -> Vec<String> {
+/// The topics a peer creates for itself (deleted after its run): MirrorMaker 2's
+/// heartbeats (and their copy), checkpoints, offset syncs, and each herder's configs,
+/// offsets and status (source alias A, target alias A-t, as `mirrormaker/run.sh` names them).
+fn own_topics(spec: &Spec, input: &str, output: &str) -> Vec<String> {
     match spec.kind {
-        Kind::MirrorMaker2 => vec![mm2_alias(input, output).to_owned(), "heartbeats".to_owned()],
+        Kind::MirrorMaker2 => {
+            let a = mm2_alias(input, output);
+            let mut topics = vec!["heartbeats".to_owned(), format!("{a}.heartbeats"), format!("{a}.checkpoints.internal"), format!("mm2-offset-syncs.{a}-t.internal")];
+            for herder in [a.to_owned(), format!("{a}-t")] {
+                topics.extend(["configs", "offsets", "status"].map(|t| format!("mm2-{t}.{herder}.internal")));
+            }
+            topics
+        }
         _ => Vec::new(),
     }
 }
@@ -574,7 +583,7 @@ fn command(spec: &Spec, brokers: &str, input: &str, output: &str, partitions: i3
         Kind::MirrorMaker2 => {
             let alias = mm2_alias(input, output);
             let peer = ["bash".to_owned(), script("mirrormaker"), brokers.to_owned(), input.to_owned(), alias.to_owned()];
-            let extra = ["--start-after".to_owned(), "MirrorSourceConnector-0} Source task finished initialization and start".to_owned(), "--own-topics".to_owned(), own_topic_parts(spec, input, output).join(",")];
+            let extra = ["--start-after".to_owned(), "MirrorSourceConnector-0} Source task finished initialization and start".to_owned(), "--own-topics".to_owned(), own_topics(spec, input, output).join(",")];
             watched(brokers, output, partitions, expect, &extra, &peer)?
         }
         Kind::Direct => bail!("the no-copy floor runs no contender"),
@@ -678,7 +687,7 @@ fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::
             let (broker_s, busy_s, steal_s) =
                 (process_cpu_seconds(broker) - broker0, machine_busy_seconds() - busy0, machine_steal_seconds() - steal0);
             let mut topics = vec![output.clone()];
-            topics.extend(topics_containing(&args.brokers, &own_topic_parts(spec, &input, &output)).unwrap_or_default().into_iter().filter(|t| *t != input));
+            topics.extend(own_topics(spec, &input, &output));
             let _ = delete_topics(&args.brokers, &topics.iter().map(String::as_str).collect::<Vec<_>>());
             let outcome = match outcome {
                 Ok(o) if o.records == args.records as u64 && spec.kind.observes() => {
@@ -825,7 +834,7 @@ fn latency_phase(args: &Args, spec: &Spec, percent: f64, rate: f64, progress: &P
     create_topics(&args.brokers, &[&input, &output], args.partitions)?;
     let result = latency_run(args, spec, percent, rate, &input, &output, progress);
     let mut topics = vec![input.clone(), output.clone()];
-    topics.extend(topics_containing(&args.brokers, &own_topic_parts(spec, &input, &output)).unwrap_or_default().into_iter().filter(|t| *t != input && *t != output));
+    topics.extend(own_topics(spec, &input, &output));
     let _ = delete_topics(&args.brokers, &topics.iter().map(String::as_str).collect::<Vec<_>>());
     result
 }
@@ -1131,8 +1140,9 @@ fn markdown(report: &Report, name: &str) -> String {
         out.push_str(
             "\nEach contender is a child process in its own process group; the span is its own timed span (from just before it starts \
              consuming until all N records are copied and acknowledged — Kafka Streams until its close, Spark until the output topic holds N records \
-             and the last micro-batch's counts are done); JVM and Spark start-up are outside the span but inside \"process\". CPU and RSS cover \
-             the whole process group (Spark: the Python driver and its JVM), from /proc. \"+ observers\" is the job's default observers (quality, lag, stats windows, alerts, NDJSON outputs); \"+ profile\" adds the dataset profile \
+             and the last micro-batch's counts are done, Bytewax until every worker process has flushed, Benthos and MirrorMaker 2 until the output topic holds N records); \
+             JVM, Spark, Python and MirrorMaker start-up are outside the span but inside \"process\". CPU and RSS cover \
+             the whole process group (Spark: the Python driver and its JVM; Bytewax: its driver and worker processes; Benthos and MirrorMaker 2: with the suite's watcher), from /proc. \"+ observers\" is the job's default observers (quality, lag, stats windows, alerts, NDJSON outputs); \"+ profile\" adds the dataset profile \
              (per-field sketches of every record, 60 s windows, so no report is rendered within a run). Broker CPU is the broker's over the contender's whole run; \
              \"other load\" is what everything else on the machine (builds, tests, other programs) kept busy meanwhile, and \"steal\" what the hypervisor took from this VM's CPUs, both in cores out of the machine's. \
              \"Cores busy\" is records/s × CPU s per record: a contender below one core on its own worker is waiting.\n\n",

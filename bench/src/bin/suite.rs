@@ -1187,7 +1187,8 @@ fn markdown(report: &Report, name: &str) -> String {
 
 /// The off-CPU view: where each librdkafka contender's threads spent the span.
 fn waits_table(report: &Report) -> String {
-    let rows: Vec<_> = report.throughput.iter().filter_map(|t| t.waits.as_ref().map(|w| (t, w))).collect();
+    // The librdkafka contenders only (Bytewax's workers are timely threads too; the peers have their own table).
+    let rows: Vec<_> = report.throughput.iter().filter(|t| t.kind.peer().is_none()).filter_map(|t| t.waits.as_ref().map(|w| (t, w))).collect();
     if rows.is_empty() {
         return String::new();
     }

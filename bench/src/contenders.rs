@@ -233,3 +233,20 @@ pub fn kafka_streams(brokers: &str, input: &str, output: &str, threads: usize, e
     let result: serde_json::Value = serde_json::from_str(line.trim().lines().last().unwrap_or_default()).context("the peer's JSON line")?;
     Ok((result["records"].as_u64().unwrap_or(0), result["seconds"].as_f64().unwrap_or(f64::NAN)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_observing_peer_is_right_only_with_every_count() {
+        let (_, summary) = make_records_with_summary(2_000, 2);
+        let expected = expected_observation(&summary);
+        assert_eq!(expected["records"], 2_000);
+        assert!(observation_differences(&expected, &expected).is_empty());
+        let mut observed = expected.clone();
+        observed["invalid"]["page"] = serde_json::json!(expected["invalid"]["page"].as_u64().unwrap_or(0) + 1);
+        assert_eq!(observation_differences(&expected, &observed).len(), 1);
+        assert_eq!(observation_differences(&expected, &serde_json::Value::Null).len(), 5, "records, unparseable and three fields");
+    }
+}

@@ -1,6 +1,8 @@
 //! The contenders of the benchmarks: a bare rdkafka consume→produce loop, the tidewatch
 //! passthrough with or without the observers, and the peers in `bench/peers/` (Kafka
-//! Streams, Spark), each copying every record of one topic to the same partition of another.
+//! Streams, Spark, Bytewax, Benthos, MirrorMaker 2), each copying every record of one
+//! topic to the same partition of another; the observing peers also count what
+//! tidewatch's quality observer counts, checked against the generator's summary.
 //!
 //! Delivery: every contender copies at least once (the bare loop commits nothing; a fresh
 //! consumer group per run starts from the earliest offset).
@@ -21,18 +23,55 @@ use tidewatch_engine::{run_job, Cluster, JobConfig, JobControl, KafkaConfig, NoO
 use tidewatch_jobs::config::FileConfig;
 use tidewatch_jobs::observer::run_observed;
 use tidewatch_jobs::outputs::OutputConfig;
-use tidewatch_jobs::visits::{GeneratorConfig, VisitGenerator};
+use tidewatch_jobs::visits::{GeneratorConfig, GeneratorSummary, VisitGenerator};
 use tidewatch_operators::observers::ObserveConfig;
 use tidewatch_operators::profile::ProfileConfig;
 use tidewatch_tests::unique_topic;
 
 /// Reference-shaped visits (the default fault mix: 10 % with nulled fields), spread evenly.
 pub fn make_records(n: usize, partitions: i32) -> Vec<Record> {
+    make_records_with_summary(n, partitions).0
+}
+
+/// [`make_records`], with the generator's summary of what it wrote.
+pub fn make_records_with_summary(n: usize, partitions: i32) -> (Vec<Record>, GeneratorSummary) {
     let config = GeneratorConfig { seed: 1, partitions: partitions.unsigned_abs(), partition_weights: vec![1; partitions.unsigned_abs() as usize], ..GeneratorConfig::default() };
-    VisitGenerator::new(config)
+    let mut generator = VisitGenerator::new(config);
+    let records = generator
+        .by_ref()
         .take(n)
         .map(|g| Record { partition: g.partition, offset: -1, timestamp: Some(g.timestamp_ms), key: g.key.map(Into::into), value: g.value.map(Into::into), headers: Vec::new() })
-        .collect()
+        .collect();
+    (records, generator.into_summary())
+}
+
+/// What an observing peer must count over a run of the records `summary` describes, in
+/// the shape of its result line's `observed`: every record, the unparseable ones, and per
+/// important field the parseable records holding it missing, `null` or `""`.
+pub fn expected_observation(summary: &GeneratorSummary) -> serde_json::Value {
+    let invalid: serde_json::Map<String, serde_json::Value> =
+        summary.fields.iter().map(|(field, c)| (field.clone(), serde_json::json!(c.missing + c.null + c.empty_string))).collect();
+    serde_json::json!({ "records": summary.records, "unparseable": summary.unparseable, "invalid": invalid })
+}
+
+/// Where `observed` (a peer's result line) differs from `expected`; empty when it does not.
+pub fn observation_differences(expected: &serde_json::Value, observed: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let number = |v: &serde_json::Value, path: &[&str]| path.iter().try_fold(v, |v, k| v.get(*k)).and_then(serde_json::Value::as_u64);
+    let mut check = |path: &[&str]| {
+        let (want, got) = (number(expected, path), number(observed, path));
+        if want != got {
+            out.push(format!("{}: expected {}, counted {}", path.join("."), want.map_or("none".to_owned(), |n| n.to_string()), got.map_or("none".to_owned(), |n| n.to_string())));
+        }
+    };
+    check(&["records"]);
+    check(&["unparseable"]);
+    if let Some(fields) = expected["invalid"].as_object() {
+        for field in fields.keys() {
+            check(&["invalid", field]);
+        }
+    }
+    out
 }
 
 /// Runs the tidewatch job in this process: with `until_end`, until the input's high
@@ -193,4 +232,21 @@ pub fn kafka_streams(brokers: &str, input: &str, output: &str, threads: usize, e
     let line = String::from_utf8_lossy(&out.stdout);
     let result: serde_json::Value = serde_json::from_str(line.trim().lines().last().unwrap_or_default()).context("the peer's JSON line")?;
     Ok((result["records"].as_u64().unwrap_or(0), result["seconds"].as_f64().unwrap_or(f64::NAN)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_observing_peer_is_right_only_with_every_count() {
+        let (_, summary) = make_records_with_summary(2_000, 2);
+        let expected = expected_observation(&summary);
+        assert_eq!(expected["records"], 2_000);
+        assert!(observation_differences(&expected, &expected).is_empty());
+        let mut observed = expected.clone();
+        observed["invalid"]["page"] = serde_json::json!(expected["invalid"]["page"].as_u64().unwrap_or(0) + 1);
+        assert_eq!(observation_differences(&expected, &observed).len(), 1);
+        assert_eq!(observation_differences(&expected, &serde_json::Value::Null).len(), 5, "records, unparseable and three fields");
+    }
 }

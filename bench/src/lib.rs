@@ -5,6 +5,7 @@ pub mod contenders;
 pub mod procwatch;
 pub mod serving;
 pub mod svg;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

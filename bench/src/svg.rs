@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 /// Colours of the series, in order (colour-blind friendly).
-pub const PALETTE: &[&str] = &["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"];
+pub const PALETTE: &[&str] = &["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000", "#882255", "#44AA99"];
 
 /// One bar of a bar chart.
 #[derive(Debug, Clone)]

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The Kafka Streams passthrough peer: copies every record of INPUT to the same partition
 # of OUTPUT with THREADS stream threads, stops once EXPECT records are forwarded and
-# flushed, and prints one JSON line on stdout: {"records":N,"seconds":S}.
+# flushed, and prints one JSON line on stdout: {"records":N,"seconds":S}. With --observe
+# it also counts what tidewatch's quality observer counts (per 10 s window, on stderr;
+# their sum as "observed" in the result line).
 #
-#   bench/peers/kafka-streams/run.sh BOOTSTRAP INPUT OUTPUT THREADS EXPECT
+#   bench/peers/kafka-streams/run.sh BOOTSTRAP INPUT OUTPUT THREADS EXPECT [--observe]
 #   bench/peers/kafka-streams/run.sh --prepare     # only build the jar (cached)
 #
 # A line {"event":"start"} on stdout, before the result, marks the start of the timed span.
@@ -52,8 +54,8 @@ exec 9>&-
 if [ "${1:-}" = "--prepare" ]; then
   exit 0
 fi
-[ $# -eq 5 ] || die "usage: $0 BOOTSTRAP INPUT OUTPUT THREADS EXPECT  |  $0 --prepare"
+[ $# -eq 5 ] || { [ $# -eq 6 ] && [ "$6" = --observe ]; } || die "usage: $0 BOOTSTRAP INPUT OUTPUT THREADS EXPECT [--observe]  |  $0 --prepare"
 bootstrap="$1" input="$2" output="$3" threads="$4" expect="$5"
 
 exec "$java" -Xmx1g -jar "$jar" \
-  --bootstrap "$bootstrap" --input "$input" --output "$output" --threads "$threads" --expect "$expect"
+  --bootstrap "$bootstrap" --input "$input" --output "$output" --threads "$threads" --expect "$expect" ${6:+"$6"}

@@ -1,5 +1,6 @@
 //! The benchmark suite: throughput and latency of tidewatch beside a bare rdkafka loop,
-//! Kafka Streams and Spark, on the same broker and the same generated visits, in one run.
+//! Kafka Streams, Spark, Bytewax, Benthos and MirrorMaker 2 (and the peers that observe
+//! as tidewatch does), on the same broker and the same generated visits, in one run.
 //!
 //! ```text
 //! cargo run --release -p tidewatch-bench --bin suite -- [--quick]
@@ -36,17 +37,18 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
-use tidewatch_bench::contenders::{bare_loop, make_records, peer_script, tidewatch_run};
+use tidewatch_bench::contenders::{bare_loop, expected_observation, make_records, make_records_with_summary, observation_differences, peer_script, tidewatch_run};
 use tidewatch_bench::procwatch::{tail, Outcome, Watched};
 use tidewatch_bench::serving::{tidewatch_serving, Serving};
 use tidewatch_bench::svg::{self, Bar, Series};
+use tidewatch_bench::watch::{watch, WatchSpec};
 use tidewatch_bench::{broker_pid, delete_topics, machine_busy_seconds, machine_steal_seconds, median, process_cpu_seconds, results_dir, Machine};
 use tidewatch_engine::Record;
 use tidewatch_jobs::visits::{produce_into, GeneratorConfig, ProduceSettings, VisitGenerator};
 use tidewatch_tests::{create_topics, end_offsets, produce, require_broker, unique_topic};
 
 #[derive(Debug, Parser)]
-#[command(about = "Throughput and latency of tidewatch beside a bare rdkafka loop, Kafka Streams and Spark")]
+#[command(about = "Throughput and latency of tidewatch beside a bare rdkafka loop, Kafka Streams, Spark, Bytewax, Benthos and MirrorMaker 2")]
 struct Args {
     #[command(subcommand)]
     contender: Option<Sub>,
@@ -100,6 +102,34 @@ enum Sub {
     /// Runs one librdkafka contender in this process (the suite starts it as a child).
     #[command(hide = true)]
     Contender(ContenderArgs),
+    /// Times a peer that runs until ended: its output topic's end offsets mark the end.
+    #[command(hide = true)]
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct WatchArgs {
+    #[arg(long)]
+    brokers: String,
+    #[arg(long)]
+    output: String,
+    #[arg(long)]
+    partitions: i32,
+    /// Records to wait for (0: run until ended).
+    #[arg(long, default_value_t = 0)]
+    expect: u64,
+    /// Start the span at the peer's first stdout line containing this.
+    #[arg(long)]
+    start_after: Option<String>,
+    /// host:port of the peer's Prometheus endpoint, read every 10 s.
+    #[arg(long)]
+    metrics: Option<String>,
+    /// Comma-separated names of the peer's own topics (their records are reported).
+    #[arg(long, value_delimiter = ',')]
+    own_topics: Vec<String>,
+    /// The peer's command line.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,9 +167,36 @@ enum Kind {
     /// The observers and their server, a page reading its event stream.
     Watched,
     KafkaStreams,
+    /// Kafka Streams with a step doing what the quality observer does.
+    KafkaStreamsObserving,
     Spark,
+    Bytewax,
+    BytewaxObserving,
+    Benthos,
+    BenthosObserving,
+    MirrorMaker2,
     /// No copy: the measuring consumer reads the input topic (the latency floor).
     Direct,
+}
+
+impl Kind {
+    /// Whether the contender counts what tidewatch's quality observer counts and reports
+    /// it in its result line (`observed`), checked against the generator's summary.
+    fn observes(self) -> bool {
+        matches!(self, Kind::KafkaStreamsObserving | Kind::BytewaxObserving | Kind::BenthosObserving)
+    }
+
+    /// The peer directory in `bench/peers/` that has to be prepared, if any.
+    fn peer(self) -> Option<&'static str> {
+        match self {
+            Kind::KafkaStreams | Kind::KafkaStreamsObserving => Some("kafka-streams"),
+            Kind::Spark => Some("spark"),
+            Kind::Bytewax | Kind::BytewaxObserving => Some("bytewax"),
+            Kind::Benthos | Kind::BenthosObserving => Some("benthos"),
+            Kind::MirrorMaker2 => Some("mirrormaker"),
+            Kind::Bare | Kind::Passthrough | Kind::Observers | Kind::Profiled | Kind::Direct => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -162,12 +219,33 @@ const SPECS: &[Spec] = &[
     Spec { name: "tidewatch + observers + profile, 2 workers", kind: Kind::Profiled, workers: 2 },
     Spec { name: "Kafka Streams, 1 thread", kind: Kind::KafkaStreams, workers: 1 },
     Spec { name: "Kafka Streams, 2 threads", kind: Kind::KafkaStreams, workers: 2 },
+    Spec { name: "Kafka Streams + observation, 1 thread", kind: Kind::KafkaStreamsObserving, workers: 1 },
+    Spec { name: "Kafka Streams + observation, 2 threads", kind: Kind::KafkaStreamsObserving, workers: 2 },
     Spec { name: "Spark, local[2]", kind: Kind::Spark, workers: 2 },
+    Spec { name: "Bytewax, 1 worker", kind: Kind::Bytewax, workers: 1 },
+    Spec { name: "Bytewax, 2 workers", kind: Kind::Bytewax, workers: 2 },
+    Spec { name: "Bytewax + observation, 1 worker", kind: Kind::BytewaxObserving, workers: 1 },
+    Spec { name: "Bytewax + observation, 2 workers", kind: Kind::BytewaxObserving, workers: 2 },
+    Spec { name: "Benthos, 1 thread", kind: Kind::Benthos, workers: 1 },
+    Spec { name: "Benthos + observation, 1 thread", kind: Kind::BenthosObserving, workers: 1 },
+    Spec { name: "Benthos + observation, 2 threads", kind: Kind::BenthosObserving, workers: 2 },
+    Spec { name: "MirrorMaker 2, 1 task", kind: Kind::MirrorMaker2, workers: 1 },
 ];
 
 /// The contenders of the latency part (one thread or worker each; Spark as local[2]).
-const LATENCY_SPECS: &[&str] =
-    &[DIRECT.name, "bare rdkafka loop, 1 thread", "tidewatch passthrough, 1 worker", "tidewatch + observers, 1 worker", "Kafka Streams, 1 thread", "Spark, local[2]"];
+/// Of the observing peers only Benthos, the fastest, to keep a full run within ~40 min.
+const LATENCY_SPECS: &[&str] = &[
+    DIRECT.name,
+    "bare rdkafka loop, 1 thread",
+    "tidewatch passthrough, 1 worker",
+    "tidewatch + observers, 1 worker",
+    "Kafka Streams, 1 thread",
+    "Spark, local[2]",
+    "Bytewax, 1 worker",
+    "Benthos, 1 thread",
+    "Benthos + observation, 1 thread",
+    "MirrorMaker 2, 1 task",
+];
 
 /// The latency floor: producer → broker → measuring consumer, nothing copied.
 const DIRECT: Spec = Spec { name: "no copy (input read back)", kind: Kind::Direct, workers: 0 };
@@ -201,6 +279,13 @@ struct Throughput {
     median_cores_busy: f64,
     /// Where its threads spent the span (medians), for the librdkafka contenders.
     waits: Option<Waits>,
+    /// Observing peers: runs whose counts matched the generator's summary, of those run.
+    counts_matched: Option<(usize, usize)>,
+    /// The busiest threads of the last round (name, CPU s, waiting for a core s, sleeping s).
+    busiest_threads: Vec<(String, f64, f64, f64)>,
+    /// The last round's result line (a peer's own figures: records in its own topics,
+    /// its metrics at the end).
+    last_result: serde_json::Value,
 }
 
 /// The off-CPU view of one contender's span, from every thread's schedstat: the worker
@@ -280,16 +365,35 @@ struct Report {
     latency_settings: &'static str,
     latency: Vec<Latency>,
     goals: Vec<Goal>,
+    /// Peers that could not be prepared on this machine, and why.
+    unavailable: Vec<Unavailable>,
+    /// Observing runs whose counts differed from the generator's summary (not timed).
+    wrong_counts: Vec<WrongCounts>,
+}
+
+#[derive(Debug, Serialize)]
+struct Unavailable {
+    peer: &'static str,
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct WrongCounts {
+    name: String,
+    round: usize,
+    differences: Vec<String>,
 }
 
 const MACHINE_NOTE: &str = "a shared cloud VM (the \"other load\" column says how busy the rest of it was); the broker runs on the same machine";
-const LATENCY_SETTINGS: &str = "every contender's producer: linger.ms 5 (librdkafka contenders and Kafka Streams as configured; Spark via kafka.linger.ms), 1 MB batches, idempotent, acks=all; load producer: librdkafka, linger.ms 1; measuring consumer: librdkafka, fetch.wait.max.ms 10";
+const LATENCY_SETTINGS: &str = "every contender's producer: linger.ms 5 (librdkafka contenders, Kafka Streams and MirrorMaker 2 as configured; Spark via kafka.linger.ms; Bytewax via its sink's add_config; Benthos v4.27.0 cannot set it and sends batches of 100 records or 5 ms), 1 MB batches, idempotent, acks=all; load producer: librdkafka, linger.ms 1; measuring consumer: librdkafka, fetch.wait.max.ms 10";
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
     let mut args = Args::parse();
-    if let Some(Sub::Contender(c)) = args.contender.take() {
-        return run_contender(&c);
+    match args.contender.take() {
+        Some(Sub::Contender(c)) => return run_contender(&c),
+        Some(Sub::Watch(w)) => return run_watch(w),
+        None => {}
     }
     if args.quick {
         args.records = args.records.min(100_000);
@@ -303,7 +407,7 @@ fn main() -> anyhow::Result<()> {
     let name = args.name.clone().unwrap_or_else(|| if args.quick { "suite-quick".to_owned() } else { "suite".to_owned() });
     let progress = Progress::new();
     ensure_broker(&args.brokers, &progress)?;
-    let specs: Vec<Spec> = SPECS
+    let mut specs: Vec<Spec> = SPECS
         .iter()
         .copied()
         .filter(|s| !(args.no_spark && s.kind == Kind::Spark))
@@ -312,7 +416,11 @@ fn main() -> anyhow::Result<()> {
     if specs.is_empty() {
         bail!("no contender left (--only, --no-spark)");
     }
-    prepare_peers(&specs, &progress)?;
+    let unavailable = prepare_peers(&specs, &progress);
+    specs.retain(|s| !s.kind.peer().is_some_and(|p| unavailable.iter().any(|u| u.peer == p)));
+    if specs.is_empty() {
+        bail!("no contender could be prepared");
+    }
 
     let started_utc = utc_now();
     let mut report = Report {
@@ -333,11 +441,14 @@ fn main() -> anyhow::Result<()> {
         latency_settings: LATENCY_SETTINGS,
         latency: Vec::new(),
         goals: Vec::new(),
+        unavailable,
+        wrong_counts: Vec::new(),
     };
     if !args.no_throughput {
-        let (throughput, value_bytes) = throughput_part(&args, &specs, &progress)?;
+        let (throughput, value_bytes, wrong) = throughput_part(&args, &specs, &progress)?;
         report.throughput = throughput;
         report.value_bytes = value_bytes;
+        report.wrong_counts = wrong;
     }
     if !args.no_latency {
         let base = match args.base_rate {
@@ -391,7 +502,59 @@ fn run_contender(c: &ContenderArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_watch(w: WatchArgs) -> anyhow::Result<()> {
+    let WatchArgs { brokers, output, partitions, expect, start_after, metrics, own_topics, command } = w;
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..]);
+    let spec = WatchSpec { brokers, output, partitions, expect, start_after, metrics, window: Duration::from_secs(10), own_topics };
+    watch(&spec, cmd)
+}
+
+/// The output topic of a run: fresh, and for MirrorMaker 2 the name its replication
+/// policy gives (`<source alias>.<input>`, the alias unique per run).
+fn output_topic(spec: &Spec, input: &str) -> String {
+    match spec.kind {
+        Kind::MirrorMaker2 => format!("{}.{input}", unique_topic("mm2")),
+        _ => unique_topic("suite-out"),
+    }
+}
+
+/// The topics a peer creates for itself (deleted after its run): MirrorMaker 2's
+/// heartbeats (and their copy), checkpoints, offset syncs, and each herder's configs,
+/// offsets and status (source alias A, target alias A-t, as `mirrormaker/run.sh` names them).
+fn own_topics(spec: &Spec, input: &str, output: &str) -> Vec<String> {
+    match spec.kind {
+        Kind::MirrorMaker2 => {
+            let a = mm2_alias(input, output);
+            let mut topics = vec!["heartbeats".to_owned(), format!("{a}.heartbeats"), format!("{a}.checkpoints.internal"), format!("mm2-offset-syncs.{a}-t.internal")];
+            for herder in [a.to_owned(), format!("{a}-t")] {
+                topics.extend(["configs", "offsets", "status"].map(|t| format!("mm2-{t}.{herder}.internal")));
+            }
+            topics
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn mm2_alias<'a>(input: &str, output: &'a str) -> &'a str {
+    output.strip_suffix(input).and_then(|o| o.strip_suffix('.')).unwrap_or(output)
+}
+
+/// A free TCP port on 127.0.0.1 (for a peer's metrics endpoint).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The suite's `watch` sub-command around a peer that runs until ended.
+fn watched(brokers: &str, output: &str, partitions: i32, expect: Option<usize>, extra: &[String], peer: &[String]) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["watch", "--brokers", brokers, "--output", output, "--partitions", &partitions.to_string(), "--expect", &expect.unwrap_or(0).to_string()]);
+    cmd.args(extra).arg("--").args(peer);
+    Ok(cmd)
+}
+
 fn command(spec: &Spec, brokers: &str, input: &str, output: &str, partitions: i32, expect: Option<usize>) -> anyhow::Result<Command> {
+    let script = |peer: &str| peer_script(peer).to_string_lossy().into_owned();
     Ok(match spec.kind {
         Kind::Bare | Kind::Passthrough | Kind::Observers | Kind::Profiled | Kind::Served | Kind::Watched => {
             let kind = match spec.kind {
@@ -410,11 +573,32 @@ fn command(spec: &Spec, brokers: &str, input: &str, output: &str, partitions: i3
             }
             cmd
         }
-        Kind::KafkaStreams => {
+        Kind::KafkaStreams | Kind::KafkaStreamsObserving => {
             let mut cmd = Command::new("bash");
             let expect = expect.unwrap_or(i64::MAX as usize);
             cmd.arg(peer_script("kafka-streams")).args([brokers, input, output, &spec.workers.to_string(), &expect.to_string()]);
+            if spec.kind == Kind::KafkaStreamsObserving {
+                cmd.arg("--observe");
+            }
             cmd
+        }
+        Kind::Bytewax | Kind::BytewaxObserving => {
+            let mut cmd = Command::new("bash");
+            cmd.arg(peer_script("bytewax")).args([brokers, input, output, &spec.workers.to_string(), &expect.unwrap_or(0).to_string()]);
+            cmd.arg(if spec.kind == Kind::BytewaxObserving { "observe" } else { "passthrough" });
+            cmd
+        }
+        Kind::Benthos | Kind::BenthosObserving => {
+            let port = free_port()?.to_string();
+            let config = if spec.kind == Kind::BenthosObserving { "observe" } else { "passthrough" };
+            let peer = ["bash".to_owned(), script("benthos"), brokers.to_owned(), input.to_owned(), output.to_owned(), spec.workers.to_string(), config.to_owned(), port.clone()];
+            watched(brokers, output, partitions, expect, &["--metrics".to_owned(), format!("127.0.0.1:{port}")], &peer)?
+        }
+        Kind::MirrorMaker2 => {
+            let alias = mm2_alias(input, output);
+            let peer = ["bash".to_owned(), script("mirrormaker"), brokers.to_owned(), input.to_owned(), alias.to_owned()];
+            let extra = ["--start-after".to_owned(), "MirrorSourceConnector-0} Source task finished initialization and start".to_owned(), "--own-topics".to_owned(), own_topics(spec, input, output).join(",")];
+            watched(brokers, output, partitions, expect, &extra, &peer)?
         }
         Kind::Direct => bail!("the no-copy floor runs no contender"),
         Kind::Spark => {
@@ -450,27 +634,49 @@ fn ensure_broker(brokers: &str, progress: &Progress) -> anyhow::Result<()> {
     require_broker(brokers)
 }
 
-fn prepare_peers(specs: &[Spec], progress: &Progress) -> anyhow::Result<()> {
-    for (kind, peer) in [(Kind::KafkaStreams, "kafka-streams"), (Kind::Spark, "spark")] {
-        if !specs.iter().any(|s| s.kind == kind) {
-            continue;
-        }
-        progress.say(&format!("preparing the {peer} peer (cached after the first time) ..."));
-        let status = Command::new("bash").arg(peer_script(peer)).arg("--prepare").status().with_context(|| format!("preparing the {peer} peer"))?;
-        if !status.success() {
-            bail!("preparing the {peer} peer failed: {status}");
+/// Prepares every peer the contenders need (each `run.sh --prepare`, cached after the
+/// first time); a peer that cannot be prepared here is returned with the reason (the
+/// last lines it printed), and the run goes on without it.
+fn prepare_peers(specs: &[Spec], progress: &Progress) -> Vec<Unavailable> {
+    let mut peers: Vec<&'static str> = Vec::new();
+    for peer in specs.iter().filter_map(|s| s.kind.peer()) {
+        if !peers.contains(&peer) {
+            peers.push(peer);
         }
     }
-    Ok(())
+    let mut unavailable = Vec::new();
+    for peer in peers {
+        progress.say(&format!("preparing the {peer} peer (cached after the first time) ..."));
+        let log = log_path(&format!("prepare-{peer}"));
+        let result = (|| -> anyhow::Result<()> {
+            if let Some(dir) = log.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let err = std::fs::File::create(&log)?;
+            let status = Command::new("bash").arg(peer_script(peer)).arg("--prepare").stdout(err.try_clone()?).stderr(err).status()?;
+            if !status.success() {
+                bail!("{status}: {}", tail(&log, 3).replace('\n', " / "));
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            progress.say(&format!("    the {peer} peer cannot run here, left out: {e:#} (log: {})", log.display()));
+            unavailable.push(Unavailable { peer, reason: format!("{e:#}") });
+        }
+    }
+    unavailable
 }
 
 // ---------------------------------------------------------------- throughput
 
-fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::Result<(Vec<Throughput>, usize)> {
+fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::Result<(Vec<Throughput>, usize, Vec<WrongCounts>)> {
     let input = unique_topic("suite-in");
     create_topics(&args.brokers, &[&input], args.partitions)?;
     progress.say(&format!("throughput: producing {} generated visits to {input} ...", args.records));
-    let records = make_records(args.records, args.partitions);
+    let (records, summary) = make_records_with_summary(args.records, args.partitions);
+    let expected = expected_observation(&summary);
+    let mut wrong = Vec::new();
+    let mut matched: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     produce(&args.brokers, &input, &records)?;
     let bytes: usize = records.iter().map(Record::size_bytes).sum();
     drop(records);
@@ -485,7 +691,7 @@ fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::
     for round in 0..args.rounds {
         for spec in specs {
             step += 1;
-            let output = unique_topic("suite-out");
+            let output = output_topic(spec, &input);
             create_topics(&args.brokers, &[&output], args.partitions)?;
             progress.step(step, total, &format!("throughput round {}/{}: {} ...", round + 1, args.rounds, spec.name));
             let log = log_path(&format!("throughput-{}-{}", spec.name, round + 1));
@@ -494,8 +700,22 @@ fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::
             let outcome = watched.wait(Duration::from_secs(900)).with_context(|| format!("{} (round {})", spec.name, round + 1));
             let (broker_s, busy_s, steal_s) =
                 (process_cpu_seconds(broker) - broker0, machine_busy_seconds() - busy0, machine_steal_seconds() - steal0);
-            let _ = delete_topics(&args.brokers, &[&output]);
+            let mut topics = vec![output.clone()];
+            topics.extend(own_topics(spec, &input, &output));
+            let _ = delete_topics(&args.brokers, &topics.iter().map(String::as_str).collect::<Vec<_>>());
             let outcome = match outcome {
+                Ok(o) if o.records == args.records as u64 && spec.kind.observes() => {
+                    let differences = observation_differences(&expected, &o.result["observed"]);
+                    let counts = matched.entry(spec.name).or_default();
+                    counts.1 += 1;
+                    if !differences.is_empty() {
+                        progress.say(&format!("    wrong counts, not timed: {} (log: {})", differences.join("; "), log.display()));
+                        wrong.push(WrongCounts { name: spec.name.to_owned(), round: round + 1, differences });
+                        continue;
+                    }
+                    counts.0 += 1;
+                    o
+                }
                 Ok(o) if o.records == args.records as u64 => o,
                 Ok(o) => {
                     progress.say(&format!("    failed: copied {} of {} records (log: {})", o.records, args.records, log.display()));
@@ -562,10 +782,13 @@ fn throughput_part(args: &Args, specs: &[Spec], progress: &Progress) -> anyhow::
                         engine: samples[spec.name].last().and_then(|o| o.result.get("waits").cloned()).unwrap_or_default(),
                     })
                 },
+                counts_matched: matched.get(spec.name).copied(),
+                busiest_threads: samples[spec.name].last().map_or_else(Vec::new, |o| o.threads.iter().take(6).map(|t| (t.name.clone(), t.cpu_s, t.runq_s, t.sleep_s)).collect()),
+                last_result: samples[spec.name].last().map_or(serde_json::Value::Null, |o| o.result.clone()),
             }
         })
         .collect();
-    Ok((results, value_bytes))
+    Ok((results, value_bytes, wrong))
 }
 
 // ---------------------------------------------------------------- latency
@@ -618,10 +841,15 @@ fn now_us() -> u64 {
 
 fn latency_phase(args: &Args, spec: &Spec, percent: f64, rate: f64, progress: &Progress) -> anyhow::Result<Latency> {
     let input = unique_topic("suite-lat-in");
-    let output = unique_topic("suite-lat-out");
+    let output = match spec.kind {
+        Kind::MirrorMaker2 => output_topic(spec, &input),
+        _ => unique_topic("suite-lat-out"),
+    };
     create_topics(&args.brokers, &[&input, &output], args.partitions)?;
     let result = latency_run(args, spec, percent, rate, &input, &output, progress);
-    let _ = delete_topics(&args.brokers, &[&input, &output]);
+    let mut topics = vec![input.clone(), output.clone()];
+    topics.extend(own_topics(spec, &input, &output));
+    let _ = delete_topics(&args.brokers, &topics.iter().map(String::as_str).collect::<Vec<_>>());
     result
 }
 
@@ -834,6 +1062,25 @@ fn goals(report: &Report) -> Vec<Goal> {
             goals.push(Goal { goal: format!("{name} at its maximum rate keeps ≥ 0.9 of a core busy"), measured: format!("{busy:.2} cores"), met: busy >= 0.9 });
         }
     }
+    // Issue 17: tidewatch observing against the peers that observe too.
+    for (workers, peer_threads) in [("1 worker", "1 thread"), ("2 workers", "2 threads")] {
+        let ours = format!("tidewatch + observers, {workers}");
+        for peer in [format!("Kafka Streams + observation, {peer_threads}"), format!("Benthos + observation, {peer_threads}")] {
+            let r = cpu(&peer) / cpu(&ours);
+            if r.is_finite() {
+                goals.push(Goal {
+                    goal: format!("CPU per record, {ours} ≤ 0.5× {peer}"),
+                    measured: format!("{r:.2}× less ({:.2} / {:.2} CPU s per M records)", cpu(&peer), cpu(&ours)),
+                    met: r >= 2.0,
+                });
+            }
+        }
+        let bytewax = format!("Bytewax + observation, {workers}");
+        let r = t(&ours) / t(&bytewax);
+        if r.is_finite() {
+            goals.push(Goal { goal: format!("{ours} ≥ 5× {bytewax}"), measured: format!("{r:.2} ({:.0} / {:.0} records/s)", t(&ours), t(&bytewax)), met: r >= 5.0 });
+        }
+    }
     let p99 = |name: &str| report.latency.iter().find(|l| l.name == name && (l.percent_of_base - 75.0).abs() < 1e-9);
     if let Some(b) = p99(bare) {
         for name in [pass, obs] {
@@ -849,6 +1096,28 @@ fn goals(report: &Report) -> Vec<Goal> {
     goals
 }
 
+/// tidewatch beside the peers doing the same work (issue 17): records/s and CPU per
+/// record of tidewatch over the peer's, from this run's medians.
+fn comparisons(report: &Report) -> Vec<(String, String, f64, f64)> {
+    let row = |name: &str| report.throughput.iter().find(|t| t.name == name);
+    let mut out = Vec::new();
+    let pairs: [(&str, &[&str]); 4] = [
+        ("tidewatch passthrough, 1 worker", &["MirrorMaker 2, 1 task", "Benthos, 1 thread", "Bytewax, 1 worker", "Kafka Streams, 1 thread"]),
+        ("tidewatch passthrough, 2 workers", &["Bytewax, 2 workers", "Kafka Streams, 2 threads"]),
+        ("tidewatch + observers, 1 worker", &["Kafka Streams + observation, 1 thread", "Benthos + observation, 1 thread", "Bytewax + observation, 1 worker"]),
+        ("tidewatch + observers, 2 workers", &["Kafka Streams + observation, 2 threads", "Benthos + observation, 2 threads", "Bytewax + observation, 2 workers"]),
+    ];
+    for (ours, peers) in pairs {
+        let Some(a) = row(ours) else { continue };
+        for peer in peers {
+            if let Some(b) = row(peer) {
+                out.push((ours.to_owned(), (*peer).to_owned(), a.median_records_per_s / b.median_records_per_s, b.median_cpu_s_per_million / a.median_cpu_s_per_million));
+            }
+        }
+    }
+    out
+}
+
 fn markdown(report: &Report, name: &str) -> String {
     let mut out = format!(
         "Benchmark suite{}, {} UTC. Machine: {} CPUs ({}), {}; {}.\n\n",
@@ -862,12 +1131,12 @@ fn markdown(report: &Report, name: &str) -> String {
     if !report.throughput.is_empty() {
         out.push_str(&format!(
             "**Throughput**: {} generated visits (mean {} bytes of key + value), {} partitions, each contender into a fresh topic, median of {} interleaved round(s).\n\n\
-             | contender | records/s | MB/s | CPU s / M records (span) | cores busy | CPU s / M records (process) | peak RSS MB | ratio to bare loop, 1 thread | broker CPU s / M records | other load (cores) | steal (cores) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             | contender | records/s | MB/s | CPU s / M records (span) | cores busy | CPU s / M records (process) | peak RSS MB | ratio to bare loop, 1 thread | broker CPU s / M records | other load (cores) | steal (cores) | counts checked |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
             report.records, report.value_bytes, report.partitions, report.rounds
         ));
         for t in &report.throughput {
             out.push_str(&format!(
-                "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |\n",
                 t.name,
                 t.median_records_per_s,
                 t.median_mb_per_s,
@@ -878,19 +1147,23 @@ fn markdown(report: &Report, name: &str) -> String {
                 t.ratio_to_bare_1_thread,
                 t.median_broker_cpu_s_per_million,
                 t.median_other_cores,
-                t.median_steal_cores
+                t.median_steal_cores,
+                t.counts_matched.map_or(String::new(), |(ok, of)| format!("{ok} of {of} runs right"))
             ));
         }
         out.push_str(
             "\nEach contender is a child process in its own process group; the span is its own timed span (from just before it starts \
              consuming until all N records are copied and acknowledged — Kafka Streams until its close, Spark until the output topic holds N records \
-             and the last micro-batch's counts are done); JVM and Spark start-up are outside the span but inside \"process\". CPU and RSS cover \
-             the whole process group (Spark: the Python driver and its JVM), from /proc. \"+ observers\" is the job's default observers (quality, lag, stats windows, alerts, NDJSON outputs); \"+ profile\" adds the dataset profile \
+             and the last micro-batch's counts are done, Bytewax until every worker process has flushed, Benthos and MirrorMaker 2 until the output topic holds N records); \
+             JVM, Spark, Python and MirrorMaker start-up are outside the span but inside \"process\". CPU and RSS cover \
+             the whole process group (Spark: the Python driver and its JVM; Bytewax: its driver and worker processes; Benthos and MirrorMaker 2: with the suite's watcher), from /proc. \"+ observers\" is the job's default observers (quality, lag, stats windows, alerts, NDJSON outputs); \"+ profile\" adds the dataset profile \
              (per-field sketches of every record, 60 s windows, so no report is rendered within a run). Broker CPU is the broker's over the contender's whole run; \
              \"other load\" is what everything else on the machine (builds, tests, other programs) kept busy meanwhile, and \"steal\" what the hypervisor took from this VM's CPUs, both in cores out of the machine's. \
              \"Cores busy\" is records/s × CPU s per record: a contender below one core on its own worker is waiting.\n\n",
         );
+        out.push_str(&peers_notes(report));
         out.push_str(&waits_table(report));
+        out.push_str(&peer_threads_table(report));
     }
     if !report.latency.is_empty() {
         out.push_str(&format!(
@@ -907,6 +1180,14 @@ fn markdown(report: &Report, name: &str) -> String {
         }
         out.push_str("\nLatency joins each output record with its input record by partition and offset (every contender copies in order to the same partition of a fresh topic), so it holds for Spark too, whose Kafka sink cannot write the record timestamp.\n\n");
     }
+    let pairs = comparisons(report);
+    if !pairs.is_empty() {
+        out.push_str("**tidewatch beside the peers doing the same work** (this run's medians; ratios above 1 favour tidewatch)\n\n| tidewatch | peer | records/s, tidewatch ÷ peer | CPU per record, peer ÷ tidewatch |\n|---|---|---:|---:|\n");
+        for (ours, peer, rate, cpu) in pairs {
+            out.push_str(&format!("| {ours} | {peer} | {rate:.2} | {cpu:.2} |\n"));
+        }
+        out.push('\n');
+    }
     if !report.goals.is_empty() {
         out.push_str("**Goals** (the copy path's targets)\n\n| goal | measured | met |\n|---|---|---|\n");
         for g in &report.goals {
@@ -920,7 +1201,8 @@ fn markdown(report: &Report, name: &str) -> String {
 
 /// The off-CPU view: where each librdkafka contender's threads spent the span.
 fn waits_table(report: &Report) -> String {
-    let rows: Vec<_> = report.throughput.iter().filter_map(|t| t.waits.as_ref().map(|w| (t, w))).collect();
+    // The librdkafka contenders only (Bytewax's workers are timely threads too; the peers have their own table).
+    let rows: Vec<_> = report.throughput.iter().filter(|t| t.kind.peer().is_none()).filter_map(|t| t.waits.as_ref().map(|w| (t, w))).collect();
     if rows.is_empty() {
         return String::new();
     }
@@ -952,6 +1234,56 @@ fn waits_table(report: &Report) -> String {
     out
 }
 
+/// What the observing peers' counts and the peers that could not run say about the run.
+fn peers_notes(report: &Report) -> String {
+    let mut out = String::new();
+    if report.throughput.iter().any(|t| t.kind.observes()) {
+        out.push_str(
+            "\"+ observation\" peers parse every value as JSON and count, per 10 s window, the records whose `event_time`, `user_id` or `page` is missing, null or \"\" \
+             (what tidewatch's quality observer counts); every run's totals are checked against the generator's summary (\"counts checked\"), and a run whose counts differ is \
+             reported below and not timed.\n\n",
+        );
+    }
+    for w in &report.wrong_counts {
+        out.push_str(&format!("- **wrong counts**, {} (round {}): {}\n", w.name, w.round, w.differences.join("; ")));
+    }
+    for u in &report.unavailable {
+        out.push_str(&format!("- **could not run here**: the {} peer: {}\n", u.peer, u.reason));
+    }
+    if let Some(mm2) = report.throughput.iter().find(|t| t.kind == Kind::MirrorMaker2) {
+        if let Some(own) = mm2.last_result["own_topics"].as_object() {
+            let total: u64 = own.values().filter_map(serde_json::Value::as_u64).sum();
+            let list: Vec<String> = own.iter().map(|(k, v)| format!("`{k}` {v}")).collect();
+            out.push_str(&format!(
+                "- MirrorMaker 2's own topics are part of its cost (its CPU and the broker's include writing them): {total} records in the last round besides the copy ({}).\n",
+                list.join(", ")
+            ));
+        }
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// Where each peer's threads spent its span (the busiest threads of its last round).
+fn peer_threads_table(report: &Report) -> String {
+    let rows: Vec<_> = report.throughput.iter().filter(|t| t.kind.peer().is_some() && !t.busiest_threads.is_empty()).collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "**Where the peers' time goes** (the busiest threads of each peer's last round, by schedstat: CPU s / waiting for a core s / sleeping s over the span; \
+         thread names as the kernel has them, cut at 15 characters)\n\n| peer | busiest threads |\n|---|---|\n",
+    );
+    for t in rows {
+        let threads: Vec<String> = t.busiest_threads.iter().map(|(n, c, q, s)| format!("{n} {c:.2}/{q:.2}/{s:.2}")).collect();
+        out.push_str(&format!("| {} | {} |\n", t.name, threads.join(", ")));
+    }
+    out.push('\n');
+    out
+}
+
 fn write_all(name: &str, report: &Report, table: &str) -> anyhow::Result<()> {
     tidewatch_bench::write_results(name, report, table)?;
     let dir = results_dir();
@@ -961,9 +1293,12 @@ fn write_all(name: &str, report: &Report, table: &str) -> anyhow::Result<()> {
         Kind::Observers => 2,
         Kind::Served | Kind::Watched => 2,
         Kind::Profiled => 4,
-        Kind::KafkaStreams => 1,
+        Kind::KafkaStreams | Kind::KafkaStreamsObserving => 1,
         Kind::Spark => 3,
         Kind::Direct => 5,
+        Kind::Bytewax | Kind::BytewaxObserving => 6,
+        Kind::Benthos | Kind::BenthosObserving => 8,
+        Kind::MirrorMaker2 => 9,
     };
     let bars: Vec<Bar> = report
         .throughput

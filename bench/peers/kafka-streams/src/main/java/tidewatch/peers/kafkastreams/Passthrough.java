@@ -17,6 +17,9 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Stream;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
@@ -25,6 +28,7 @@ import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler;
+import org.apache.kafka.streams.processor.PunctuationType;
 import org.apache.kafka.streams.processor.StreamPartitioner;
 import org.apache.kafka.streams.processor.api.Processor;
 import org.apache.kafka.streams.processor.api.ProcessorContext;
@@ -38,8 +42,15 @@ import org.apache.kafka.streams.processor.api.RecordMetadata;
  *
  * <pre>
  * java -Xmx1g -jar kafka-streams-passthrough.jar --bootstrap 127.0.0.1:9092 \
- *     --input IN --output OUT --threads 1 --expect 1000000 [--timeout-s 600]
+ *     --input IN --output OUT --threads 1 --expect 1000000 [--timeout-s 600] [--observe]
  * </pre>
+ *
+ * <p>With {@code --observe} an {@code observe} step before the copy does what tidewatch's
+ * quality observer does: it parses each value as JSON (Jackson) and counts the records
+ * and, per field, those whose {@code event_time}, {@code user_id} or {@code page} is
+ * missing, null or "", per task; a wall-clock punctuator reports each task's counts
+ * every 10 s (one JSON line on stderr per task and window, the last window at close),
+ * and the result line carries their sum as {@code observed}.
  *
  * <p>When {@code --expect} records have been forwarded to the sink, the instance is
  * closed (a clean close flushes the producer and commits the offsets) and one JSON line
@@ -109,7 +120,74 @@ public final class Passthrough {
         }
     }
 
-    private record Args(String bootstrap, String input, String output, int threads, long expect, long timeoutS) {}
+
+    /** The fields whose emptiness tidewatch's quality observer counts. */
+    static final String[] FIELDS = {"event_time", "user_id", "page"};
+
+    /** Sums over every reported window: records, unparseable, then one per field. */
+    static final AtomicLong[] OBSERVED = {new AtomicLong(), new AtomicLong(), new AtomicLong(), new AtomicLong(), new AtomicLong()};
+
+    /**
+     * Counts what the quality observer counts and forwards every record unchanged;
+     * reports its counts every 10 s of wall-clock time and at close.
+     */
+    static final class Observe implements Processor<byte[], byte[], byte[], byte[]> {
+        private static final ObjectMapper JSON = new ObjectMapper();
+        private final long[] counts = new long[2 + FIELDS.length];
+        private ProcessorContext<byte[], byte[]> context;
+        private long windowStart;
+
+        @Override
+        public void init(ProcessorContext<byte[], byte[]> context) {
+            this.context = context;
+            this.windowStart = System.currentTimeMillis();
+            context.schedule(Duration.ofSeconds(10), PunctuationType.WALL_CLOCK_TIME, this::report);
+        }
+
+        @Override
+        public void process(Record<byte[], byte[]> record) {
+            counts[0]++;
+            JsonNode doc = null;
+            boolean parsed = true;
+            try {
+                doc = record.value() == null ? null : JSON.readTree(record.value());
+            } catch (IOException e) {
+                parsed = false;
+                counts[1]++;
+            }
+            for (int i = 0; parsed && i < FIELDS.length; i++) {
+                JsonNode v = doc != null && doc.isObject() ? doc.get(FIELDS[i]) : null;
+                if (v == null || v.isNull() || (v.isTextual() && v.textValue().isEmpty())) {
+                    counts[2 + i]++;
+                }
+            }
+            context.forward(record);
+        }
+
+        private void report(long now) {
+            if (counts[0] > 0) {
+                StringBuilder line = new StringBuilder();
+                line.append("{\"task\":\"").append(context.taskId()).append("\",\"window_start_ms\":").append(windowStart)
+                        .append(",\"records\":").append(counts[0]).append(",\"unparseable\":").append(counts[1]).append(",\"invalid\":{");
+                for (int i = 0; i < FIELDS.length; i++) {
+                    line.append(i == 0 ? "" : ",").append('"').append(FIELDS[i]).append("\":").append(counts[2 + i]);
+                }
+                System.err.println(line.append("}}"));
+                for (int i = 0; i < counts.length; i++) {
+                    OBSERVED[i].addAndGet(counts[i]);
+                    counts[i] = 0;
+                }
+            }
+            windowStart = now;
+        }
+
+        @Override
+        public void close() {
+            report(System.currentTimeMillis());
+        }
+    }
+
+    private record Args(String bootstrap, String input, String output, int threads, long expect, long timeoutS, boolean observe) {}
 
     public static void main(String[] argv) throws Exception {
         Args args;
@@ -117,7 +195,7 @@ public final class Passthrough {
             args = parse(argv);
         } catch (IllegalArgumentException e) {
             System.err.println("passthrough: " + e.getMessage());
-            System.err.println("usage: --bootstrap HOST:PORT --input TOPIC --output TOPIC --threads N --expect N [--timeout-s S]");
+            System.err.println("usage: --bootstrap HOST:PORT --input TOPIC --output TOPIC --threads N --expect N [--timeout-s S] [--observe]");
             System.exit(2);
             return;
         }
@@ -143,7 +221,12 @@ public final class Passthrough {
         CountDownLatch done = new CountDownLatch(1);
         Topology topology = new Topology();
         topology.addSource("source", new ByteArrayDeserializer(), new ByteArrayDeserializer(), args.input());
-        topology.addProcessor("copy", () -> new Copy(forwarded, args.expect(), done), "source");
+        String copyParent = "source";
+        if (args.observe()) {
+            topology.addProcessor("observe", Observe::new, "source");
+            copyParent = "observe";
+        }
+        topology.addProcessor("copy", () -> new Copy(forwarded, args.expect(), done), copyParent);
         topology.addSink("sink", args.output(), new ByteArraySerializer(), new ByteArraySerializer(), SAME_PARTITION, "copy");
 
         AtomicReference<Throwable> failure = new AtomicReference<>();
@@ -195,7 +278,10 @@ public final class Passthrough {
                 + " closed (flushed, committed) after %.3f s; process CPU %.2f s%n",
                 props.get(StreamsConfig.APPLICATION_ID_CONFIG), args.threads(), firstRunning.get() == 0 ? Double.NaN : (firstRunning.get() - start) / 1e9,
                 forwarded.get(), (reachedAt - start) / 1e9, seconds, cpu / 1e9);
-        System.out.printf(Locale.ROOT, "{\"records\":%d,\"seconds\":%.3f}%n", forwarded.get(), seconds);
+        String observed = !args.observe() ? "" : String.format(Locale.ROOT,
+                ",\"observed\":{\"records\":%d,\"unparseable\":%d,\"invalid\":{\"event_time\":%d,\"user_id\":%d,\"page\":%d}}",
+                OBSERVED[0].get(), OBSERVED[1].get(), OBSERVED[2].get(), OBSERVED[3].get(), OBSERVED[4].get());
+        System.out.printf(Locale.ROOT, "{\"records\":%d,\"seconds\":%.3f%s}%n", forwarded.get(), seconds, observed);
         System.out.flush();
         System.exit(0);
     }
@@ -205,8 +291,13 @@ public final class Passthrough {
         Integer threads = null;
         Long expect = null;
         long timeoutS = 600;
+        boolean observe = false;
         for (int i = 0; i < argv.length; i++) {
             String flag = argv[i];
+            if (flag.equals("--observe")) {
+                observe = true;
+                continue;
+            }
             if (i + 1 >= argv.length) {
                 throw new IllegalArgumentException(flag + " needs a value");
             }
@@ -231,7 +322,7 @@ public final class Passthrough {
         if (threads < 1 || expect < 1 || timeoutS < 1) {
             throw new IllegalArgumentException("--threads, --expect and --timeout-s must be at least 1");
         }
-        return new Args(bootstrap, input, output, threads, expect, timeoutS);
+        return new Args(bootstrap, input, output, threads, expect, timeoutS, observe);
     }
 
     /** CPU time of the whole JVM (all threads, GC and JIT included), or 0 where unknown. */

@@ -194,7 +194,7 @@ impl Kind {
             Kind::Bytewax | Kind::BytewaxObserving => Some("bytewax"),
             Kind::Benthos | Kind::BenthosObserving => Some("benthos"),
             Kind::MirrorMaker2 => Some("mirrormaker"),
-            Kind::Bare | Kind::Passthrough | Kind::Observers | Kind::Profiled | Kind::Direct => None,
+            Kind::Bare | Kind::Passthrough | Kind::Observers | Kind::Profiled | Kind::Served | Kind::Watched | Kind::Direct => None,
         }
     }
 }

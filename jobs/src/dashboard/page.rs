@@ -34,20 +34,7 @@ td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #eee}td.n{text-ali
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px}.empty{color:#888}code{word-break:break-all}";
 
 /// HTML-escapes text for element content and quoted attribute values.
-pub(super) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(super) use tidewatch_operators::profile::escape;
 
 /// The whole page: the shell with a first rendering of the live part.
 pub(super) fn render_page(snapshot: &Snapshot) -> String {

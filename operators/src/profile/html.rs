@@ -8,8 +8,9 @@ use super::field::{FieldProfile, LENGTH_BOUNDS};
 use super::report::{FieldSummary, ProfileAlertKind};
 use super::{WindowProfile, DISTINCT_STANDARD_ERROR, QUANTILE_RELATIVE_ERROR};
 
-/// Escapes text for HTML element content and attribute values.
-pub(crate) fn escape(text: &str) -> String {
+/// Escapes text for HTML element content and quoted attribute values (control
+/// characters shown as `\u{..}`); the dashboard's page uses it too.
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -73,7 +73,7 @@ use serde::{Deserialize, Serialize};
 
 pub use builder::ProfileBuilder;
 pub use field::{FieldProfile, Lengths, Moments, TimeRange, TypeCounts, LENGTH_BOUNDS};
-pub use html::{render_html, render_index, IndexEntry};
+pub use html::{escape, render_html, render_index, IndexEntry};
 pub use report::{Drift, DriftKind, FieldSummary, Percentiles, ProfileAlert, ProfileAlertKind};
 pub use crate::parse::MAX_DEPTH;
 pub use sketch::{Counter, Distinct, FrequentValues, Quantiles, ValueType, DISTINCT_STANDARD_ERROR, QUANTILE_RELATIVE_ERROR};

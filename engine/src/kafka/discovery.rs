@@ -9,13 +9,12 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::BaseConsumer;
 
-use crate::config::{JobConfig, KafkaConfig};
+use crate::config::{JobConfig, KafkaConfig, StartFrom};
 use crate::error::{EngineError, Result};
 use crate::kafka::context::QuietEofContext;
-use crate::kafka::plan::{topic_partitions, REQUEST_TIMEOUT};
+use crate::kafka::plan::{start_offsets, topic_partitions};
 
 /// Every partition found since the start, with the offset it is read from, in the order
 /// found (each message holds them all, so a source that subscribes late misses none).
@@ -124,26 +123,7 @@ impl Discovery {
     /// Where each new partition is read from: the group's committed offset, else the
     /// earliest offset kept (never the latest: records written before it was found count).
     fn starts(&self, new: &[i32]) -> Result<Found> {
-        let mut request = TopicPartitionList::new();
-        for p in new {
-            request.add_partition(&self.input, *p);
-        }
-        let committed = self
-            .consumer
-            .committed_offsets(request, REQUEST_TIMEOUT)
-            .map_err(|e| EngineError::kafka(&self.brokers, format!("fetching committed offsets of group `{}`", self.group), e))?;
-        new.iter()
-            .map(|p| {
-                let (low, high) = self
-                    .consumer
-                    .fetch_watermarks(&self.input, *p, REQUEST_TIMEOUT)
-                    .map_err(|e| EngineError::kafka(&self.brokers, format!("fetching watermarks of {}[{p}]", self.input), e))?;
-                let committed = committed.find_partition(&self.input, *p).and_then(|e| match e.offset() {
-                    Offset::Offset(o) if o >= 0 => Some(o.clamp(low, high)),
-                    _ => None,
-                });
-                Ok((*p, committed.unwrap_or(low)))
-            })
-            .collect()
+        let (start, _) = start_offsets(&self.consumer, &self.input, new, &self.group, StartFrom::Earliest, &self.brokers)?;
+        Ok(new.iter().filter_map(|p| start.get(p).map(|o| (*p, *o))).collect())
     }
 }

@@ -51,38 +51,49 @@ impl TopicPlan {
             });
         }
 
-        let mut request = TopicPartitionList::new();
-        for p in &partitions {
-            request.add_partition(&job.input_topic, *p);
-        }
-        // A broker that just started answers "not coordinator" or "loading" for a while: retry those.
-        let committed = retry_transient(|| consumer.committed_offsets(request.clone(), REQUEST_TIMEOUT))
-            .map_err(|e| EngineError::kafka(&brokers, format!("fetching committed offsets of group `{}`", job.group_id), e))?;
-
-        let mut start = BTreeMap::new();
-        let mut end = BTreeMap::new();
-        for p in &partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(&job.input_topic, *p, REQUEST_TIMEOUT)
-                .map_err(|e| EngineError::kafka(&brokers, format!("fetching watermarks of {}[{p}]", job.input_topic), e))?;
-            let committed = committed
-                .find_partition(&job.input_topic, *p)
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(o) if o >= 0 => Some(o),
-                    _ => None,
-                });
-            let first = match (committed, job.start_from) {
-                // A committed offset below the low watermark was deleted by retention: start at the oldest kept.
-                (Some(o), _) => o.clamp(low, high),
-                (None, StartFrom::Earliest) => low,
-                (None, StartFrom::Latest) => high,
-            };
-            start.insert(*p, first);
-            end.insert(*p, high);
-        }
+        let (start, end) = start_offsets(&consumer, &job.input_topic, &partitions, &job.group_id, job.start_from, &brokers)?;
         tracing::info!(topic = %job.input_topic, ?start, ?end, group = %job.group_id, "partition plan");
         Ok(TopicPlan { topic: job.input_topic.clone(), partitions, start, end })
     }
+}
+
+/// Where each of `partitions` of `topic` is read from — the group's committed offset
+/// (clamped to what the broker keeps), else per `start_from` — and its high watermark.
+pub(crate) fn start_offsets<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partitions: &[i32],
+    group: &str,
+    start_from: StartFrom,
+    brokers: &str,
+) -> Result<(BTreeMap<i32, i64>, BTreeMap<i32, i64>)> {
+    let mut request = TopicPartitionList::new();
+    for p in partitions {
+        request.add_partition(topic, *p);
+    }
+    // A broker that just started answers "not coordinator" or "loading" for a while: retry those.
+    let committed = retry_transient(|| consumer.committed_offsets(request.clone(), REQUEST_TIMEOUT))
+        .map_err(|e| EngineError::kafka(brokers, format!("fetching committed offsets of group `{group}`"), e))?;
+    let mut start = BTreeMap::new();
+    let mut end = BTreeMap::new();
+    for p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *p, REQUEST_TIMEOUT)
+            .map_err(|e| EngineError::kafka(brokers, format!("fetching watermarks of {topic}[{p}]"), e))?;
+        let committed = committed.find_partition(topic, *p).and_then(|e| match e.offset() {
+            Offset::Offset(o) if o >= 0 => Some(o),
+            _ => None,
+        });
+        let first = match (committed, start_from) {
+            // A committed offset below the low watermark was deleted by retention: start at the oldest kept.
+            (Some(o), _) => o.clamp(low, high),
+            (None, StartFrom::Earliest) => low,
+            (None, StartFrom::Latest) => high,
+        };
+        start.insert(*p, first);
+        end.insert(*p, high);
+    }
+    Ok((start, end))
 }
 
 /// The partition ids of a topic, sorted; a clear error when the topic does not exist.

@@ -126,16 +126,9 @@ struct SourceState {
 
 impl SourceState {
     fn new(cursors: Vec<Cursor>) -> SourceState {
-        let top = cursors.iter().map(|c| usize::try_from(c.partition).unwrap_or(0) + 1).max().unwrap_or(0);
-        let mut slot = vec![u32::MAX; top];
-        for (i, c) in cursors.iter().enumerate() {
-            if let Some(s) = usize::try_from(c.partition).ok().and_then(|p| slot.get_mut(p)) {
-                *s = u32::try_from(i).unwrap_or(u32::MAX);
-            }
-        }
-        let committed = cursors.iter().map(|c| (c.partition, c.position)).collect();
-        let last_progress = vec![None; cursors.len()];
-        SourceState { cursors, slot, committed, last_progress, ..SourceState::default() }
+        let mut state = SourceState::default();
+        cursors.into_iter().for_each(|c| state.add(c));
+        state
     }
 
     /// Follows one more partition.
@@ -287,14 +280,11 @@ impl SourceHandle {
     /// Assigns the new partitions `new` of this worker at their start offsets.
     fn assign_new(&self, new: Vec<(i32, i64)>) -> Result<()> {
         let mut adopted = TopicPartitionList::new();
-        let no_queue = || EngineError::Runtime(format!("librdkafka gave no queue for {}", self.topic));
         for (p, start) in &new {
             adopted
                 .add_partition_offset(&self.topic, *p, Offset::Offset(*start))
                 .map_err(|e| EngineError::kafka(&self.brokers, "building the assignment", e))?;
-            let queue = Queue::partition(self.consumer.client(), &self.topic, *p).ok_or_else(no_queue)?;
-            queue.forward_to(&self.fetch);
-            self.partition_queues.borrow_mut().push(queue);
+            self.partition_queues.borrow_mut().push(forwarded_queue(&self.consumer, &self.topic, *p, &self.fetch)?);
         }
         self.consumer
             .incremental_assign(&adopted)
@@ -463,6 +453,13 @@ impl KafkaSource {
     }
 }
 
+/// Partition `partition`'s own queue, forwarding to the worker's `fetch` queue.
+fn forwarded_queue(consumer: &BaseConsumer<QuietEofContext>, topic: &str, partition: i32, fetch: &Queue) -> Result<Queue> {
+    let queue = Queue::partition(consumer.client(), topic, partition).ok_or_else(|| EngineError::Runtime(format!("librdkafka gave no queue for {topic}[{partition}]")))?;
+    queue.forward_to(fetch);
+    Ok(queue)
+}
+
 /// A worker's consumer, assigned its partitions, before its operator runs.
 struct Assigned {
     consumer: BaseConsumer<QuietEofContext>,
@@ -500,16 +497,8 @@ impl Assigned {
             let end = plan.end.get(p).copied().unwrap_or(i64::MAX);
             cursors.push(Cursor { partition: *p, position: start, end, at_eof: false, newest: None });
         }
-        let no_queue = || EngineError::Runtime(format!("librdkafka gave no queue for {}", plan.topic));
-        let fetch = Queue::new(consumer.client()).ok_or_else(no_queue)?;
-        let partition_queues = mine
-            .iter()
-            .map(|p| {
-                let queue = Queue::partition(consumer.client(), &plan.topic, *p).ok_or_else(no_queue)?;
-                queue.forward_to(&fetch);
-                Ok(queue)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let fetch = Queue::new(consumer.client()).ok_or_else(|| EngineError::Runtime(format!("librdkafka gave no queue for {}", plan.topic)))?;
+        let partition_queues = mine.iter().map(|p| forwarded_queue(&consumer, &plan.topic, *p, &fetch)).collect::<Result<Vec<_>>>()?;
         consumer
             .assign(&assignment)
             .map_err(|e| EngineError::kafka(&brokers, format!("assigning partitions {mine:?} of {}", plan.topic), e))?;

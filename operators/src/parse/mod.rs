@@ -286,24 +286,32 @@ impl Parser {
 
     /// Parses `records`, every field of those `full` picks, into a batch.
     pub fn batch(&mut self, records: Vec<Record>, mut full: impl FnMut(&Record) -> bool) -> ParsedBatch {
+        let mut tape = self.begin(records.len());
+        for (at, record) in records.iter().enumerate() {
+            self.parse_at(at, record.value.as_deref(), full(record), &mut tape);
+        }
+        self.seal(records, tape)
+    }
+
+    /// A tape for `records` parses, the schema started again first if it is full.
+    fn begin(&mut self, records: usize) -> Tape {
         if self.schema.is_full() {
             self.reset();
         }
         let mut tape = Tape::default();
-        for record in &records {
-            self.parse_into(record.value.as_deref(), full(record), &mut tape);
-        }
+        tape.parsed.resize(records, Parsed::default());
+        tape
+    }
+
+    /// The batch of `records` and their parses.
+    fn seal(&self, records: Vec<Record>, tape: Tape) -> ParsedBatch {
         ParsedBatch { records, tape, watched: Rc::clone(&self.watched), names: Rc::clone(self.schema.names()), generation: self.generation }
     }
 
     /// [`Parser::batch`] with the profile's sampler: the records it takes are read whole,
     /// and that reading is charged to it.
     pub fn batch_sampled(&mut self, records: Vec<Record>, sampler: &mut Sampler) -> ParsedBatch {
-        if self.schema.is_full() {
-            self.reset();
-        }
-        let mut tape = Tape::default();
-        tape.parsed.resize(records.len(), Parsed::default());
+        let mut tape = self.begin(records.len());
         let taken: Vec<bool> = records.iter().map(|_| sampler.take()).collect();
         sampler.timed(|_| {
             for (at, record) in records.iter().enumerate().filter(|(at, _)| taken[*at]) {
@@ -313,7 +321,7 @@ impl Parser {
         for (at, record) in records.iter().enumerate().filter(|(at, _)| !taken[*at]) {
             self.parse_at(at, record.value.as_deref(), false, &mut tape);
         }
-        ParsedBatch { records, tape, watched: Rc::clone(&self.watched), names: Rc::clone(self.schema.names()), generation: self.generation }
+        self.seal(records, tape)
     }
 
     /// Parses one value onto the end of `tape`.
@@ -329,11 +337,10 @@ impl Parser {
         if tape.slots.len() < (at + 1) * width {
             tape.slots.resize((at + 1) * width, 0);
         }
-        let start = tape.events.len();
-        let (text_start, event_start) = (tape.text.len(), start);
+        let (start, text_start) = (tape.events.len(), tape.text.len());
         let kind = self.read(value, full, &mut tape.events, &mut tape.text);
         if kind != RecordKind::Object {
-            tape.events.truncate(event_start);
+            tape.events.truncate(start);
             tape.text.truncate(text_start);
         }
         let end = tape.events.len();

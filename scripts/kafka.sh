@@ -14,6 +14,8 @@
 #
 # Environment:
 #   TIDEWATCH_KAFKA_PORT             broker port (9092)
+#   TIDEWATCH_KAFKA_HOST             address the broker listens on and advertises (127.0.0.1;
+#                                    e.g. a bridge address that network namespaces reach)
 #   TIDEWATCH_KAFKA_CONTROLLER_PORT  controller port (9093)
 #   TIDEWATCH_KAFKA_JMX_PORT         port of the broker's Prometheus JMX exporter agent on 127.0.0.1
 #                                    (5556; `off` runs the broker without it), rules in kafka/jmx-exporter.yml
@@ -28,13 +30,14 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 version="${TIDEWATCH_KAFKA_VERSION:-4.1.2}"
 port="${TIDEWATCH_KAFKA_PORT:-9092}"
+host="${TIDEWATCH_KAFKA_HOST:-127.0.0.1}"
 controller_port="${TIDEWATCH_KAFKA_CONTROLLER_PORT:-9093}"
 state="${TIDEWATCH_STATE_DIR:-/tmp/tidewatch}/kafka-$port"
 libs="${TIDEWATCH_CACHE:-$HOME/.cache/tidewatch}/kafka-$version/libs"
 props="$state/server.properties"
 pidfile="$state/kafka.pid"
 logfile="$state/kafka.log"
-bootstrap="127.0.0.1:$port"
+bootstrap="$host:$port"
 java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 jvm_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true)
 jmx_port="${TIDEWATCH_KAFKA_JMX_PORT:-5556}"
@@ -49,8 +52,10 @@ source "$here/service-lib.sh"
 
 [[ "$port" =~ ^[0-9]+$ && "$controller_port" =~ ^[0-9]+$ ]] || die "ports must be numbers"
 [[ "$jmx_port" = off || "$jmx_port" =~ ^[0-9]+$ ]] || die "TIDEWATCH_KAFKA_JMX_PORT must be a port number or off"
+[[ "$host" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "TIDEWATCH_KAFKA_HOST must be an IPv4 address, got '$host'"
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# port_open PORT [HOST]: something listens there (HOST defaults to 127.0.0.1).
+port_open() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
 
 # The pid of this state dir's broker JVM, found through the pid file or, failing that,
 # by its command line (which names this state dir's server.properties).
@@ -123,8 +128,8 @@ write_properties() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://$host:$port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://$host:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -161,7 +166,7 @@ wait_ready() {
   local pid="$1" need_jmx="${2:-}" deadline=$((SECONDS + 120))
   while [ $SECONDS -lt $deadline ]; do
     kill -0 "$pid" 2>/dev/null || { tail -n 40 "$logfile" >&2; die "the broker exited during start-up (log: $logfile)"; }
-    if grep -q "Kafka Server started" "$logfile" 2>/dev/null && port_open "$port" \
+    if grep -q "Kafka Server started" "$logfile" 2>/dev/null && port_open "$port" "$host" \
         && { [ -z "$need_jmx" ] || [ "$jmx_port" = off ] || port_open "$jmx_port"; }; then
       return 0
     fi
@@ -182,6 +187,7 @@ metrics_hint() {
 usage_hint() {
   local env=""
   [ -n "${TIDEWATCH_KAFKA_PORT:-}" ] && env+="TIDEWATCH_KAFKA_PORT=$port "
+  [ -n "${TIDEWATCH_KAFKA_HOST:-}" ] && env+="TIDEWATCH_KAFKA_HOST=$host "
   [ -n "${TIDEWATCH_STATE_DIR:-}" ] && env+="TIDEWATCH_STATE_DIR=$TIDEWATCH_STATE_DIR "
   echo "bootstrap servers: $bootstrap"
   metrics_hint
@@ -197,7 +203,7 @@ start() {
     usage_hint
     return 0
   fi
-  port_open "$port" && die "port $port is in use by another process; set TIDEWATCH_KAFKA_PORT"
+  port_open "$port" "$host" && die "port $port is in use by another process; set TIDEWATCH_KAFKA_PORT"
   port_open "$controller_port" && die "port $controller_port is in use by another process; set TIDEWATCH_KAFKA_CONTROLLER_PORT"
   if [ "$jmx_port" != off ] && port_open "$jmx_port"; then
     die "port $jmx_port is in use by another process; set TIDEWATCH_KAFKA_JMX_PORT (or off)"
@@ -244,7 +250,7 @@ case "${1:-}" in
   start) lock; start ;;
   stop) lock; stop ;;
   status)
-    if broker_pid >/dev/null && port_open "$port"; then
+    if broker_pid >/dev/null && port_open "$port" "$host"; then
       echo "bootstrap servers: $bootstrap"
       metrics_hint
     else

@@ -54,6 +54,14 @@ if [ ! -x "${TIDEWATCH_CHROMIUM:-/usr/bin/chromium}" ]; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
+# iproute2's `ip` for the hosts-apart test's network namespaces (Debian's iproute2).
+if ! command -v ip >/dev/null; then
+  echo "test.sh: ip is missing, installing Debian's iproute2 package" >&2
+  { ${sudo:-} env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+    && ${sudo:-} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 >/dev/null; } \
+    || echo "test.sh: could not install iproute2; the hosts-apart test runs on loopback addresses" >&2
+fi
+
 # The guide's example observer builds and runs.
 cargo run -q --locked -p tidewatch-operators --example custom_observer
 

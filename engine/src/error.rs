@@ -77,6 +77,16 @@ pub enum EngineError {
     /// The timely runtime failed to start or a worker failed.
     #[error("dataflow runtime: {0}")]
     Runtime(String),
+    /// Another process of a multi-process job went away ([`crate::peers`]).
+    #[error("lost process {process} of the job, at {address}: {cause}; the job cannot go on without it: restart all its processes (the same -n and -h), which read again what was not committed")]
+    PeerLost {
+        /// Index of the lost process (`-p`).
+        process: usize,
+        /// Its address in the host list.
+        address: String,
+        /// What its connection did.
+        cause: String,
+    },
 }
 
 impl EngineError {
@@ -84,7 +94,7 @@ impl EngineError {
     pub fn fault(&self) -> Fault {
         match self {
             EngineError::Config { .. } | EngineError::ConfigFile { .. } | EngineError::MissingTopic { .. } => Fault::User,
-            EngineError::Kafka { .. } | EngineError::Delivery { .. } => Fault::External,
+            EngineError::Kafka { .. } | EngineError::Delivery { .. } | EngineError::PeerLost { .. } => Fault::External,
             EngineError::Runtime(_) => Fault::Internal,
         }
     }

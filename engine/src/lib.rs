@@ -14,6 +14,7 @@ pub mod epoch;
 pub mod error;
 pub mod kafka;
 pub mod opensearch;
+pub mod peers;
 pub mod record;
 pub mod runtime;
 

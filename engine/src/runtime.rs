@@ -20,6 +20,7 @@ use crate::kafka::PartitionProgress;
 use differential_dataflow::{AsCollection, VecCollection};
 use crate::kafka::sink::TransactionalProducer;
 use crate::kafka::{Delivered, KafkaSink, KafkaSource, SourceHandle, TopicPlan};
+use crate::peers::PeerWatch;
 use crate::record::Record;
 
 /// timely's own process layout: `-w` workers per process, `-n` processes, this one `-p`,
@@ -56,14 +57,10 @@ impl Cluster {
             return Err(bad("process (-p)", format!("expected an index below -n {}, got {}", self.processes, self.process)));
         }
         let communication = if self.processes > 1 {
-            let addresses = match &self.hostfile {
-                Some(path) => read_hostfile(path, self.processes)?,
-                None => (0..self.processes).map(|i| format!("localhost:{}", 2101 + i)).collect(),
-            };
             timely::CommunicationConfig::Cluster {
                 threads: self.workers,
                 process: self.process,
-                addresses,
+                addresses: self.addresses()?,
                 report: false,
                 zerocopy: false,
             }
@@ -73,6 +70,15 @@ impl Cluster {
             timely::CommunicationConfig::Thread
         };
         Ok(timely::Config { communication, worker: timely::WorkerConfig::default() })
+    }
+
+    /// Every process's address, in process order: the `-h` host file's first `-n` lines,
+    /// else `localhost:2101`, `localhost:2102`, ….
+    pub fn addresses(&self) -> Result<Vec<String>> {
+        match &self.hostfile {
+            Some(path) => read_hostfile(path, self.processes),
+            None => Ok((0..self.processes).map(|i| format!("localhost:{}", 2101 + i)).collect()),
+        }
     }
 }
 
@@ -237,6 +243,7 @@ pub fn run_job<O: Observe>(
     let partition_feed = Arc::new(PartitionFeed::default());
     let discovery = Discovery::new(&job, &kafka, Arc::clone(&partition_feed))?;
     let (monitor, watermark_feed) = spawn_watermark_monitor(&kafka, &plan.topic, plan.partitions.clone(), job.epoch_interval, Arc::clone(&control), discovery)?;
+    let peers = if cluster.processes > 1 { Some(PeerWatch::start(&control, cluster.addresses()?)) } else { None };
     let worker_control = Arc::clone(&control);
     let guards = timely::execute(timely_config, move |worker| {
         let control = Arc::clone(&worker_control);
@@ -291,14 +298,22 @@ pub fn run_job<O: Observe>(
     })
     .map_err(EngineError::Runtime)?;
 
-    let results = guards.join();
+    // A lost peer makes timely's threads panic, and their join too: the job has failed
+    // with `PeerLost` by then, and the panics say nothing more (`crate::peers`).
+    let results = match &peers {
+        Some(peers) => peers.join_quietly(|| guards.join()).unwrap_or_default(),
+        None => guards.join(),
+    };
     control.request_stop();
     if monitor.join().is_err() {
         tracing::warn!("watermark monitor panicked");
     }
+    let peer_lost = peers.as_ref().is_some_and(PeerWatch::lost);
     for result in results {
         if let Err(panic) = result {
-            control.fail(EngineError::Runtime(format!("a worker panicked: {panic}")));
+            if !peer_lost {
+                control.fail(EngineError::Runtime(format!("a worker panicked: {panic}")));
+            }
         }
     }
     summary(&control)

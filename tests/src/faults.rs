@@ -26,23 +26,30 @@ use crate::{content, CountFailures};
 /// directory; stopped when dropped. Killing it touches no other broker.
 #[derive(Debug)]
 pub struct OwnBroker {
+    host: String,
     port: u16,
     controller_port: u16,
     state_dir: PathBuf,
 }
 
 impl OwnBroker {
-    /// Starts a fresh broker on `port` (controller on `controller_port`).
+    /// Starts a fresh broker on `127.0.0.1:port` (controller on `controller_port`).
     pub fn start(port: u16, controller_port: u16) -> anyhow::Result<OwnBroker> {
+        OwnBroker::start_on("127.0.0.1", port, controller_port)
+    }
+
+    /// Starts a fresh broker listening on, and advertising, `host:port` (an address of
+    /// this machine, e.g. a bridge that network namespaces reach).
+    pub fn start_on(host: &str, port: u16, controller_port: u16) -> anyhow::Result<OwnBroker> {
         let state_dir = std::env::temp_dir().join(format!("tidewatch-faults-{port}"));
-        let broker = OwnBroker { port, controller_port, state_dir };
+        let broker = OwnBroker { host: host.to_owned(), port, controller_port, state_dir };
         broker.script(&["start"], false)?;
         Ok(broker)
     }
 
     /// The bootstrap servers.
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// `kill -9` of the broker's JVM (by pid, through `kafka.sh kill9`); its data stays.
@@ -59,6 +66,7 @@ impl OwnBroker {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
         let out = Command::new(&script)
             .args(args)
+            .env("TIDEWATCH_KAFKA_HOST", &self.host)
             .env("TIDEWATCH_KAFKA_PORT", self.port.to_string())
             .env("TIDEWATCH_KAFKA_CONTROLLER_PORT", self.controller_port.to_string())
             .env("TIDEWATCH_KAFKA_JMX_PORT", "off")
@@ -291,6 +299,8 @@ pub fn assert_exactly_once(input: &BTreeMap<i32, Vec<Record>>, output: &BTreeMap
 /// A `tidewatch run` process restarted by the test when it dies (its log in `dir`).
 #[derive(Debug)]
 pub struct Job {
+    /// Runs the binary: e.g. `ip netns exec <ns>` (nothing: the binary itself).
+    wrapper: Vec<String>,
     bin: PathBuf,
     args: Vec<String>,
     dir: PathBuf,
@@ -304,7 +314,14 @@ pub struct Job {
 impl Job {
     /// Starts `tidewatch run ARGS`, with outputs and logs in `dir`.
     pub fn start(dir: &Path, args: &[&str]) -> anyhow::Result<Job> {
+        Job::start_wrapped(&[], dir, args)
+    }
+
+    /// Starts `WRAPPER… tidewatch run ARGS` (e.g. `ip netns exec <ns>`, which execs the
+    /// binary in the same process, so its pid is the job's).
+    pub fn start_wrapped(wrapper: &[&str], dir: &Path, args: &[&str]) -> anyhow::Result<Job> {
         let mut job = Job {
+            wrapper: wrapper.iter().map(|s| (*s).to_owned()).collect(),
             bin: crate::tidewatch_bin()?,
             args: args.iter().map(|s| (*s).to_owned()).collect(),
             dir: dir.to_owned(),
@@ -318,7 +335,15 @@ impl Job {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let log = std::fs::File::create(self.dir.join(format!("run{}.log", self.starts)))?;
-        let child = Command::new(&self.bin)
+        let mut command = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(&self.bin);
+                command
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = command
             .arg("run")
             .args(&self.args)
             .args(["--metrics-addr", "", "--out"])
@@ -376,8 +401,21 @@ impl Job {
 
     /// SIGTERM, and waits for the exit (killing it after `timeout`); true if it exited 0.
     pub fn stop(&mut self, timeout: Duration) -> anyhow::Result<bool> {
+        self.terminate()?;
+        self.wait_exit(timeout)
+    }
+
+    /// Sends SIGTERM (the job finishes its epoch, commits and exits), without waiting.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        if let Some(child) = self.child.as_ref() {
+            Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the job to exit (killing it after `timeout`); true if it exited 0.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<bool> {
         let Some(mut child) = self.child.take() else { return Ok(false) };
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait()? {
@@ -390,6 +428,11 @@ impl Job {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The whole log of run `i` (0: the first start).
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("run{i}.log"))).unwrap_or_default()
     }
 
     /// The tail of every run's log, for failure messages.

@@ -20,6 +20,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tidewatch_engine::Record;
 
 pub mod faults;
+pub mod hosts;
 pub mod observed;
 
 /// The bootstrap servers of the real broker: `TIDEWATCH_KAFKA` or the script's default.

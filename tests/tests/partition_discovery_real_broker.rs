@@ -22,9 +22,7 @@ fn file_config(brokers: &str, input: &str, output: &str, group: &str, dir: &std:
     kafka.producer.insert("message.max.bytes".into(), "2000000".into());
     // A consumer that learns of new partitions quickly, as the job's discovery does.
     kafka.consumer.insert("topic.metadata.refresh.interval.ms".into(), "1000".into());
-    let mut outputs = OutputConfig::default();
-    outputs.dir = dir.to_owned();
-    outputs.metrics_addr = String::new();
+    let outputs = OutputConfig { dir: dir.to_owned(), metrics_addr: String::new(), ..OutputConfig::default() };
     FileConfig {
         job: JobConfig {
             input_topic: input.to_owned(),

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -669,7 +669,17 @@ impl TransactionalProducer {
         if !self.open.replace(false) {
             return;
         }
-        match self.sink.producer.abort_transaction(TXN_CALL_TIMEOUT) {
+        // The abort waits for the delivery reports of every record still queued, and only
+        // a poll serves them (none runs once the worker stops stepping): purge what was
+        // not sent, serve the reports, then abort. Without this a failing job waited the
+        // whole call timeout here ("4100 message(s) remaining").
+        let producer = &self.sink.producer;
+        producer.purge(PurgeConfig::default().queue().inflight());
+        let deadline = Instant::now() + TXN_CALL_TIMEOUT;
+        while producer.in_flight_count() > 0 && Instant::now() < deadline {
+            producer.poll(Duration::from_millis(10));
+        }
+        match producer.abort_transaction(TXN_CALL_TIMEOUT) {
             Ok(()) => tracing::warn!(transactional_id = %self.id, "transaction aborted"),
             Err(error) => tracing::warn!(transactional_id = %self.id, %error, "aborting the transaction failed; a restart fences it"),
         }

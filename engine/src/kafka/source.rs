@@ -57,6 +57,10 @@ const IDLE_WAKE: Duration = Duration::from_millis(100);
 /// Events of the consumer's own queue (errors, commit results, statistics) served per activation.
 const MAX_EVENTS: usize = 16;
 
+/// New partitions with their start offsets, waiting for the sink producer's metadata
+/// refresh (set once it is done).
+type Adopting = (Vec<(i32, i64)>, Arc<AtomicBool>);
+
 /// The consumer of one worker and the positions it has reached, shared by the source
 /// and the commit operator of that worker.
 ///
@@ -76,7 +80,7 @@ pub struct SourceHandle {
     /// The sink's producer metadata refresh, and new partitions waiting for it: the
     /// producer must know a partition before the source reads it.
     output_refresh: RefCell<Option<OutputRefresh>>,
-    adopting: RefCell<Option<(Vec<(i32, i64)>, Arc<AtomicBool>)>>,
+    adopting: RefCell<Option<Adopting>>,
     consumer: Arc<BaseConsumer<QuietEofContext>>,
     /// Closed while the sink has `job.max_in_flight` records unacknowledged.
     flow: Rc<FlowGate>,

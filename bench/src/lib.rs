@@ -123,3 +123,23 @@ pub fn machine_steal_seconds() -> f64 {
     let Some(line) = stat.lines().next() else { return f64::NAN };
     line.split_whitespace().nth(8).and_then(|f| f.parse::<f64>().ok()).map_or(f64::NAN, |t| t / 100.0)
 }
+
+/// The `tidewatch` binary beside the running benchmark binary (release beside release),
+/// built first if needed.
+pub fn tidewatch_beside() -> anyhow::Result<PathBuf> {
+    use anyhow::Context as _;
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("the benchmark binary has no directory")?;
+    let bin = dir.join("tidewatch");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "-q", "-p", "tidewatch-jobs", "--bin", "tidewatch"]);
+    if dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().context("running cargo build for the tidewatch binary")?;
+    if !status.success() || !bin.exists() {
+        anyhow::bail!("could not build {}", bin.display());
+    }
+    Ok(bin)
+}

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use serde::Serialize;
-use tidewatch_bench::{median, write_results, Machine};
+use tidewatch_bench::{delete_topics, median, process_cpu_seconds, tidewatch_beside, write_results, Machine};
 use tidewatch_tests::{committed, create_topics, end_offsets, require_broker, unique_topic};
 
 /// Memory counts as flat when it grows by at most this share after the warm-up.
@@ -143,15 +143,6 @@ fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
-/// CPU seconds (user + system) of a process.
-fn cpu_s(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
-    let Some((_, rest)) = stat.rsplit_once(')') else { return f64::NAN };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// Least-squares slope of `y` over `x`.
 fn slope(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
@@ -214,38 +205,6 @@ max_age = "1h"
     Ok(path)
 }
 
-/// The release `tidewatch` binary beside this one, built first if needed.
-fn tidewatch_bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("the soak binary has no directory")?;
-    let bin = dir.join("tidewatch");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-q", "-p", "tidewatch-jobs", "--bin", "tidewatch"]);
-    if dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().context("running cargo build for the tidewatch binary")?;
-    if !status.success() || !bin.exists() {
-        bail!("could not build {}", bin.display());
-    }
-    Ok(bin)
-}
-
-/// Deletes the soak's topics (they hold gigabytes on the shared broker).
-fn delete_topics(brokers: &str, topics: &[&str]) -> anyhow::Result<()> {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = rdkafka::config::ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in futures_executor::block_on(admin.delete_topics(topics, &options))? {
-        if let Err((topic, code)) = result {
-            bail!("deleting {topic}: {code}");
-        }
-    }
-    Ok(())
-}
-
 /// Kills the child it holds when dropped (an early error must not leave it running).
 struct Killer(Option<Child>);
 
@@ -264,7 +223,7 @@ fn main() -> anyhow::Result<()> {
     require_broker(&args.brokers)?;
     let bin = match &args.tidewatch {
         Some(path) => path.clone(),
-        None => tidewatch_bin()?,
+        None => tidewatch_beside()?,
     };
     let (input, output, group) = (unique_topic("soak-in"), unique_topic("soak-out"), unique_topic("soak"));
     create_topics(&args.brokers, &[&input, &output], args.partitions)?;
@@ -318,7 +277,7 @@ fn main() -> anyhow::Result<()> {
     };
     let sample = |t0: Instant| -> anyhow::Result<Sample> {
         let (produced, copied, lag) = kafka_figures()?;
-        Ok(Sample { t_s: t0.elapsed().as_secs_f64(), rss_mib: rss_mib(pid)?, cpu_s: cpu_s(pid), produced, copied, lag })
+        Ok(Sample { t_s: t0.elapsed().as_secs_f64(), rss_mib: rss_mib(pid)?, cpu_s: process_cpu_seconds(Some(pid)), produced, copied, lag })
     };
 
     // Offer for the duration; then let the job drain (at most a minute).

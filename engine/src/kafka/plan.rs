@@ -112,30 +112,36 @@ pub fn topic_partitions(consumer: &BaseConsumer<QuietEofContext>, topic: &str, b
     }
 }
 
-/// How long the first metadata attempt of [`fetch_metadata`] waits (each next one twice as long).
+/// How long the first metadata attempt of [`fetch_metadata`] waits (each next one twice
+/// as long, up to [`LONGEST_SHORT_ATTEMPT`]).
 const FIRST_METADATA_ATTEMPT: Duration = Duration::from_millis(250);
+/// The longest of the short attempts.
+const LONGEST_SHORT_ATTEMPT: Duration = Duration::from_secs(1);
+/// How long [`fetch_metadata`] makes short attempts before one for the rest of
+/// [`REQUEST_TIMEOUT`] (so a slow broker still gets a long one).
+const SHORT_ATTEMPTS_FOR: Duration = Duration::from_secs(5);
 
-/// The metadata of `topic`, asked for up to [`REQUEST_TIMEOUT`] in attempts of growing
-/// length (a slow broker still answers the later ones). librdkafka retries a refused login
-/// or a failed TLS handshake on its own, so a request would only time out: between
-/// attempts the client's error events are served, and a failure its context recorded
-/// ends the wait at once with that failure (within about a second of the report).
+/// The metadata of `topic`, asked for up to [`REQUEST_TIMEOUT`]: for the first seconds in
+/// short attempts, then in one for the rest. librdkafka retries a refused login or a
+/// failed TLS handshake on its own, so a request would only time out: between attempts
+/// the client's error events are served, and a failure its context recorded ends the
+/// wait at once with that failure (within a second of the report).
 fn fetch_metadata(consumer: &BaseConsumer<QuietEofContext>, topic: &str, brokers: &str) -> Result<Metadata> {
     let started = Instant::now();
     let mut attempt = FIRST_METADATA_ATTEMPT;
     loop {
-        let wait = attempt.min(REQUEST_TIMEOUT.saturating_sub(started.elapsed())).max(Duration::from_millis(1));
-        attempt *= 2;
+        let left = REQUEST_TIMEOUT.saturating_sub(started.elapsed());
+        let wait = if started.elapsed() < SHORT_ATTEMPTS_FOR { attempt.min(left) } else { left }.max(Duration::from_millis(1));
+        attempt = (attempt * 2).min(LONGEST_SHORT_ATTEMPT);
         let error = match consumer.fetch_metadata(Some(topic), wait) {
             Ok(metadata) => return Ok(metadata),
             Err(error) => error,
         };
-        // The error events wait in the consumer's queue until it is polled; the planning
-        // and discovery consumers are assigned nothing, so polling reads no record.
+        // The error events wait in the consumer's queue until it is polled (behind
+        // statistics events, for which poll also answers `None`); the planning and
+        // discovery consumers are assigned nothing, so polling reads no record.
         for _ in 0..64 {
-            if consumer.poll(Duration::ZERO).is_none() {
-                break;
-            }
+            let _ = consumer.poll(Duration::ZERO);
         }
         if let Some(failure) = consumer.context().security_failure(brokers) {
             return Err(failure);

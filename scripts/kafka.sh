@@ -12,6 +12,14 @@
 #                                            (a broker quota, e.g. to make a job fall behind; 0 removes it)
 #   scripts/kafka.sh logs                    follow the broker log
 #
+# With TIDEWATCH_KAFKA_SECURITY=sasl_ssl the broker also has a SASL_SSL listener
+# (SCRAM-SHA-512 over TLS) for clients; its PLAINTEXT listener (inter-broker, and the
+# admin commands above) then listens on 127.0.0.1 only. At a fresh start a throwaway CA
+# and a broker certificate (SAN IP:127.0.0.1, DNS:localhost and TIDEWATCH_KAFKA_HOST)
+# are made with openssl in <state>/security/, and the SCRAM user is added when the
+# storage is formatted; its password (and the keystore's) are written 0600 there.
+# `start` and `status` print the listener, the CA file and the password file.
+#
 # Environment:
 #   TIDEWATCH_KAFKA_PORT             broker port (9092)
 #   TIDEWATCH_KAFKA_HOST             address the broker listens on and advertises (127.0.0.1;
@@ -24,6 +32,11 @@
 #   TIDEWATCH_KAFKA_KEEP_DATA=1      start on the existing data (e.g. after kill9) instead of a fresh dir
 #   TIDEWATCH_CACHE                  jar cache, <cache>/kafka-<version>/libs (~/.cache/tidewatch)
 #   TIDEWATCH_KAFKA_VERSION          Kafka version from Maven Central (4.1.2; 4.1 or later)
+#   TIDEWATCH_KAFKA_SECURITY         plaintext (default) or sasl_ssl (read at start; other
+#                                    commands tell from the state dir)
+#   TIDEWATCH_KAFKA_SASL_SSL_PORT    port of the SASL_SSL listener (9094)
+#   TIDEWATCH_KAFKA_SASL_USERNAME    the SCRAM-SHA-512 user (tidewatch)
+#   TIDEWATCH_KAFKA_SASL_PASSWORD    its password ([A-Za-z0-9._~-], at least 8; random if unset)
 #   JAVA_HOME                        the Java to use (else java on PATH)
 set -euo pipefail
 
@@ -41,6 +54,9 @@ bootstrap="$host:$port"
 java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 jvm_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true)
 jmx_port="${TIDEWATCH_KAFKA_JMX_PORT:-5556}"
+sasl_port="${TIDEWATCH_KAFKA_SASL_SSL_PORT:-9094}"
+sasl_user="${TIDEWATCH_KAFKA_SASL_USERNAME:-tidewatch}"
+security_dir="$state/security"
 jmx_version="${TIDEWATCH_JMX_EXPORTER_VERSION:-1.0.1}"
 agent_dir="${TIDEWATCH_CACHE:-$HOME/.cache/tidewatch}/jmx-exporter-$jmx_version"
 agent_jar="$agent_dir/jmx_prometheus_javaagent-$jmx_version.jar"
@@ -49,6 +65,27 @@ die() { echo "kafka.sh: $*" >&2; exit 1; }
 say() { echo "kafka.sh: $*"; }
 # shellcheck source=scripts/service-lib.sh
 source "$here/service-lib.sh"
+# shellcheck source=scripts/tls-lib.sh
+source "$here/tls-lib.sh"
+
+# The listener set: from the environment at start, else from the state dir.
+security="${TIDEWATCH_KAFKA_SECURITY:-}"
+if [ -z "$security" ]; then
+  if [ "${1:-}" != start ] && [ -f "$security_dir/ca.pem" ]; then security=sasl_ssl; else security=plaintext; fi
+fi
+[[ "$security" = plaintext || "$security" = sasl_ssl ]] || die "TIDEWATCH_KAFKA_SECURITY must be plaintext or sasl_ssl, got '$security'"
+plain_host="$host"
+if [ "$security" = sasl_ssl ]; then
+  # The plaintext listener serves the broker itself and the admin commands, on loopback only.
+  plain_host=127.0.0.1
+  bootstrap="127.0.0.1:$port"
+  [[ "$sasl_port" =~ ^[0-9]+$ ]] || die "TIDEWATCH_KAFKA_SASL_SSL_PORT must be a port number"
+  [ "$sasl_port" != "$port" ] && [ "$sasl_port" != "$controller_port" ] || die "TIDEWATCH_KAFKA_SASL_SSL_PORT must differ from the broker and controller ports"
+  [[ "$sasl_user" =~ ^[A-Za-z0-9._~-]+$ ]] || die "TIDEWATCH_KAFKA_SASL_USERNAME must be made of [A-Za-z0-9._~-]"
+  if [ -n "${TIDEWATCH_KAFKA_SASL_PASSWORD:-}" ] && ! [[ "$TIDEWATCH_KAFKA_SASL_PASSWORD" =~ ^[A-Za-z0-9._~-]{8,}$ ]]; then
+    die "TIDEWATCH_KAFKA_SASL_PASSWORD must be at least 8 characters of [A-Za-z0-9._~-]"
+  fi
+fi
 
 [[ "$port" =~ ^[0-9]+$ && "$controller_port" =~ ^[0-9]+$ ]] || die "ports must be numbers"
 [[ "$jmx_port" = off || "$jmx_port" =~ ^[0-9]+$ ]] || die "TIDEWATCH_KAFKA_JMX_PORT must be a port number or off"
@@ -122,17 +159,71 @@ tool() {
     -cp "$libs/*" "$@"
 }
 
+# The listener lines of server.properties: PLAINTEXT (and CONTROLLER) only, or with the
+# SASL_SSL listener beside a loopback-only PLAINTEXT.
+listener_properties() {
+  if [ "$security" = plaintext ]; then
+    cat <<PROPS
+listeners=PLAINTEXT://$host:$port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://$host:$port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+PROPS
+    return 0
+  fi
+  local store_password
+  store_password="$(cat "$security_dir/keystore.password")"
+  cat <<PROPS
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://$host:$sasl_port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://$host:$sasl_port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$security_dir/broker.p12
+ssl.keystore.password=$store_password
+ssl.key.password=$store_password
+ssl.client.auth=none
+PROPS
+}
+
+# The CA, the broker's certificate in a PKCS12 keystore, and the SCRAM user's password,
+# in the state dir (kept across a TIDEWATCH_KAFKA_KEEP_DATA restart).
+make_security() {
+  [ "$security" = sasl_ssl ] || return 0
+  local san="IP:127.0.0.1,DNS:localhost"
+  [ "$host" = 127.0.0.1 ] || san+=",IP:$host"
+  make_certs "$security_dir" "$host" "$san"
+  if [ ! -f "$security_dir/broker.p12" ]; then
+    write_secret "$security_dir/keystore.password" "$(random_secret)"
+    (umask 077 && openssl pkcs12 -export -in "$security_dir/server.pem" -inkey "$security_dir/server.key" \
+        -certfile "$security_dir/ca.pem" -name broker -out "$security_dir/broker.p12" \
+        -passout "file:$security_dir/keystore.password") >>"$security_dir/openssl.log" 2>&1 \
+      || { cat "$security_dir/openssl.log" >&2; die "openssl could not make the broker keystore"; }
+  fi
+  if [ ! -f "$security_dir/sasl.password" ]; then
+    write_secret "$security_dir/sasl.password" "${TIDEWATCH_KAFKA_SASL_PASSWORD:-$(random_secret)}"
+    printf '%s' "$sasl_user" >"$security_dir/sasl.username"
+  fi
+}
+
+# The --add-scram argument of the storage format: the SCRAM-SHA-512 user.
+scram_args() {
+  [ "$security" = sasl_ssl ] || return 0
+  echo "--add-scram"
+  echo "SCRAM-SHA-512=[name=$(cat "$security_dir/sasl.username"),password=$(cat "$security_dir/sasl.password")]"
+}
+
 write_properties() {
   mkdir -p "$state/data"
+  (umask 077 && : >"$props")
   cat >"$props" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://$host:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://$host:$port
+$(listener_properties)
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$state/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -166,7 +257,8 @@ wait_ready() {
   local pid="$1" need_jmx="${2:-}" deadline=$((SECONDS + 120))
   while [ $SECONDS -lt $deadline ]; do
     kill -0 "$pid" 2>/dev/null || { tail -n 40 "$logfile" >&2; die "the broker exited during start-up (log: $logfile)"; }
-    if grep -q "Kafka Server started" "$logfile" 2>/dev/null && port_open "$port" "$host" \
+    if grep -q "Kafka Server started" "$logfile" 2>/dev/null && port_open "$port" "$plain_host" \
+        && { [ "$security" = plaintext ] || port_open "$sasl_port" "$host"; } \
         && { [ -z "$need_jmx" ] || [ "$jmx_port" = off ] || port_open "$jmx_port"; }; then
       return 0
     fi
@@ -184,26 +276,42 @@ metrics_hint() {
   fi
 }
 
+# What a client of the SASL_SSL listener needs (nothing for a plaintext broker).
+security_hint() {
+  [ "$security" = sasl_ssl ] || return 0
+  echo "SASL_SSL bootstrap servers: $host:$sasl_port (SCRAM-SHA-512, user $(cat "$security_dir/sasl.username" 2>/dev/null))"
+  echo "CA file: $security_dir/ca.pem"
+  echo "password file: $security_dir/sasl.password"
+}
+
 usage_hint() {
   local env=""
   [ -n "${TIDEWATCH_KAFKA_PORT:-}" ] && env+="TIDEWATCH_KAFKA_PORT=$port "
   [ -n "${TIDEWATCH_KAFKA_HOST:-}" ] && env+="TIDEWATCH_KAFKA_HOST=$host "
   [ -n "${TIDEWATCH_STATE_DIR:-}" ] && env+="TIDEWATCH_STATE_DIR=$TIDEWATCH_STATE_DIR "
   echo "bootstrap servers: $bootstrap"
+  security_hint
   metrics_hint
+  [ "$security" = plaintext ] || env+="TIDEWATCH_KAFKA_SECURITY=sasl_ssl "
   echo "stop it with: $env$0 stop"
 }
 
 start() {
   local pid started
   if pid="$(broker_pid)"; then
+    local running=plaintext
+    grep -q '^listeners=.*SASL_SSL' "$props" 2>/dev/null && running=sasl_ssl
+    [ "$running" = "$security" ] || die "a $running broker already runs on $state; stop it before starting it as $security"
     echo "$pid" >"$pidfile"
     wait_ready "$pid"
     say "broker already running (pid $pid, data in $state)"
     usage_hint
     return 0
   fi
-  port_open "$port" "$host" && die "port $port is in use by another process; set TIDEWATCH_KAFKA_PORT"
+  port_open "$port" "$plain_host" && die "port $port is in use by another process; set TIDEWATCH_KAFKA_PORT"
+  if [ "$security" = sasl_ssl ] && port_open "$sasl_port" "$host"; then
+    die "port $sasl_port is in use by another process; set TIDEWATCH_KAFKA_SASL_SSL_PORT"
+  fi
   port_open "$controller_port" && die "port $controller_port is in use by another process; set TIDEWATCH_KAFKA_CONTROLLER_PORT"
   if [ "$jmx_port" != off ] && port_open "$jmx_port"; then
     die "port $jmx_port is in use by another process; set TIDEWATCH_KAFKA_JMX_PORT (or off)"
@@ -214,12 +322,16 @@ start() {
   started=$SECONDS
   if [ "${TIDEWATCH_KAFKA_KEEP_DATA:-0}" = 1 ] && [ -f "$state/data/meta.properties" ]; then
     say "restarting on the existing data in $state"
+    make_security
     write_properties
     [ -f "$logfile" ] && mv -f "$logfile" "$logfile.1"
   else
     rm -rf "$state"
+    make_security
     write_properties
-    tool kafka.tools.StorageTool format -t "$(random_cluster_id)" -c "$props" --ignore-formatted \
+    local scram=()
+    mapfile -t scram < <(scram_args)
+    tool kafka.tools.StorageTool format -t "$(random_cluster_id)" -c "$props" --ignore-formatted ${scram[@]+"${scram[@]}"} \
       >"$state/format.log" 2>&1 || { cat "$state/format.log" >&2; die "formatting the storage failed"; }
   fi
   # The broker logs to stdout (see kafka/log4j2.properties), which goes to the log file;
@@ -250,8 +362,9 @@ case "${1:-}" in
   start) lock; start ;;
   stop) lock; stop ;;
   status)
-    if broker_pid >/dev/null && port_open "$port" "$host"; then
+    if broker_pid >/dev/null && port_open "$port" "$plain_host"; then
       echo "bootstrap servers: $bootstrap"
+      security_hint
       metrics_hint
     else
       say "not running"; exit 1

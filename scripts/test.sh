@@ -2,8 +2,9 @@
 # The test command: starts the real services the tests need (an Apache Kafka broker and
 # an OpenSearch node, both from Maven Central jars), checks the Prometheus rules with
 # promtool (Debian's prometheus package, installed if missing), installs Debian's
-# chromium if missing (the profile report and dashboard tests render in it), runs the whole test
-# suite, and stops the services it started.
+# chromium if missing (the profile report and dashboard tests render in it), nginx-light
+# (the TLS proxy of the secured-cluster tests, scripts/tls-proxy.sh) and libssl-dev with
+# pkg-config (librdkafka's TLS), runs the whole test suite, and stops the services it started.
 #
 #   scripts/test.sh            # all tests
 #   scripts/test.sh -- NAME    # only tests whose name contains NAME
@@ -42,16 +43,24 @@ fi
 # Prometheus configuration, alert rules and their unit tests (promtool, from Debian).
 deploy/prometheus/check.sh
 
-# Headless Chromium (Debian's chromium) for the profile report and dashboard tests.
-if [ ! -x "${TIDEWATCH_CHROMIUM:-/usr/bin/chromium}" ]; then
-  echo "test.sh: chromium is missing, installing Debian's chromium package" >&2
+# Debian packages the tests need, installed when missing: headless Chromium for the
+# profile report and dashboard tests, nginx for the TLS proxy of the secured-cluster
+# tests, OpenSSL's headers and pkg-config for librdkafka's TLS (rdkafka's ssl feature).
+missing=()
+[ -x "${TIDEWATCH_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v openssl >/dev/null || missing+=(openssl)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: installing Debian's ${missing[*]}" >&2
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "test.sh: run as root, or install it yourself: apt-get update && apt-get install -y chromium" >&2; exit 1; }
+    command -v sudo >/dev/null || { echo "test.sh: run as root, or install them yourself: apt-get update && apt-get install -y ${missing[*]}" >&2; exit 1; }
     sudo="sudo"
   fi
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # iproute2's `ip` for the hosts-apart test's network namespaces (Debian's iproute2).

@@ -16,6 +16,11 @@
 //! [kafka.producer]             # producer-only keys
 //! "linger.ms" = 5
 //! ```
+//!
+//! Any value of the `[kafka]` tables may instead be read when the config is loaded, from
+//! an environment variable or a file (`"sasl.password" = { env = "KAFKA_PASSWORD" }`,
+//! `{ file = "/run/secrets/kafka" }`; see [`crate::secret`]). `Debug` of [`KafkaConfig`]
+//! and the config errors never show the values of secret keys ([`is_secret_key`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,6 +29,7 @@ use rdkafka::config::ClientConfig;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{EngineError, Result};
+use crate::secret::{is_secret_key, read_source, REDACTED, SECRET_FORMS};
 
 /// Where a partition starts when the consumer group has no committed offset for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -238,8 +244,10 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str, &str)] = &[
 ];
 
 /// The `[kafka]` table: raw librdkafka keys for both clients, plus `[kafka.consumer]`
-/// and `[kafka.producer]` for one side only. Values may be strings, numbers or booleans.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// and `[kafka.producer]` for one side only. Values may be strings, numbers or booleans,
+/// or `{ env = "…" }` / `{ file = "…" }` tables read at load time ([`crate::secret`]).
+/// `Debug` shows the values of secret keys as `"<redacted>"`.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct KafkaConfig {
     /// Keys for every client.
     pub common: BTreeMap<String, String>,
@@ -249,6 +257,40 @@ pub struct KafkaConfig {
     pub producer: BTreeMap<String, String>,
 }
 
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Redacted<'a>(&'a BTreeMap<String, String>);
+        impl std::fmt::Debug for Redacted<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut map = f.debug_map();
+                for (key, value) in self.0 {
+                    if is_secret_key(key) {
+                        map.entry(key, &Redact);
+                    } else {
+                        map.entry(key, value);
+                    }
+                }
+                map.finish()
+            }
+        }
+        let KafkaConfig { common, consumer, producer } = self;
+        f.debug_struct("KafkaConfig")
+            .field("common", &Redacted(common))
+            .field("consumer", &Redacted(consumer))
+            .field("producer", &Redacted(producer))
+            .finish()
+    }
+}
+
+/// Shows as `"<redacted>"`.
+struct Redact;
+
+impl std::fmt::Debug for Redact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
 impl<'de> Deserialize<'de> for KafkaConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error;
@@ -256,10 +298,10 @@ impl<'de> Deserialize<'de> for KafkaConfig {
         let mut config = KafkaConfig::default();
         for (key, value) in table {
             match (key.as_str(), value) {
-                ("consumer", toml::Value::Table(t)) => config.consumer = scalar_table(t, "kafka.consumer").map_err(D::Error::custom)?,
-                ("producer", toml::Value::Table(t)) => config.producer = scalar_table(t, "kafka.producer").map_err(D::Error::custom)?,
+                ("consumer", toml::Value::Table(t)) => config.consumer = value_table(t, "kafka.consumer").map_err(D::Error::custom)?,
+                ("producer", toml::Value::Table(t)) => config.producer = value_table(t, "kafka.producer").map_err(D::Error::custom)?,
                 (_, value) => {
-                    let text = scalar(&value).ok_or_else(|| D::Error::custom(format!("kafka.{key}: expected a string, number or boolean")))?;
+                    let text = value_text(&value).map_err(|message| D::Error::custom(format!("kafka.{key}: {message}")))?;
                     config.common.insert(key, text);
                 }
             }
@@ -268,20 +310,23 @@ impl<'de> Deserialize<'de> for KafkaConfig {
     }
 }
 
-fn scalar(value: &toml::Value) -> Option<String> {
+/// The text of a `[kafka]` value: a scalar as librdkafka reads it, or the secret an
+/// `{ env = "…" }` / `{ file = "…" }` table names.
+fn value_text(value: &toml::Value) -> std::result::Result<String, String> {
     match value {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
-        _ => None,
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        toml::Value::Table(table) => read_source(table).map(|secret| secret.expose().to_owned()),
+        other => Err(format!("expected a string, number, boolean, or for a secret {SECRET_FORMS}; got a {}", other.type_str())),
     }
 }
 
-fn scalar_table(table: toml::Table, prefix: &str) -> std::result::Result<BTreeMap<String, String>, String> {
+fn value_table(table: toml::Table, prefix: &str) -> std::result::Result<BTreeMap<String, String>, String> {
     table
         .into_iter()
-        .map(|(k, v)| scalar(&v).map(|s| (k.clone(), s)).ok_or_else(|| format!("{prefix}.{k}: expected a string, number or boolean")))
+        .map(|(k, v)| value_text(&v).map(|s| (k.clone(), s)).map_err(|message| format!("{prefix}.{k}: {message}")))
         .collect()
 }
 
@@ -385,10 +430,10 @@ impl KafkaConfig {
 fn check(config: &ClientConfig, side: &str) -> Result<()> {
     match config.create_native_config() {
         Ok(_) => Ok(()),
-        Err(rdkafka::error::KafkaError::ClientConfig(_, description, key, value)) => Err(EngineError::Config {
-            key: format!("kafka.{key}"),
-            message: format!("librdkafka rejects `{value}` for the {side}: {description}"),
-        }),
+        Err(rdkafka::error::KafkaError::ClientConfig(_, description, key, value)) => {
+            let value = if is_secret_key(&key) { "<redacted>".to_owned() } else { format!("`{value}`") };
+            Err(EngineError::Config { key: format!("kafka.{key}"), message: format!("librdkafka rejects {value} for the {side}: {description}") })
+        }
         Err(other) => Err(EngineError::Config { key: "kafka".to_owned(), message: other.to_string() }),
     }
 }
@@ -501,6 +546,30 @@ mod tests {
         assert_eq!(job.transactional_id(3), "g-in-3");
         let job = JobConfig { transactional_id_prefix: Some("p".into()), ..job };
         assert_eq!(job.transactional_id(0), "p-in-0");
+    }
+
+    #[test]
+    fn kafka_values_come_from_the_environment_or_a_file_and_debug_redacts_secrets() {
+        let variable = format!("TIDEWATCH_KAFKA_PASSWORD_TEST_{}", std::process::id());
+        // This test is the only reader of this variable.
+        std::env::set_var(&variable, "from-the-env");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "from-a-file\n").expect("write");
+        let text = format!(
+            "[kafka]\n\"sasl.username\" = \"alice\"\n\"sasl.password\" = {{ env = \"{variable}\" }}\n[kafka.producer]\n\"ssl.key.password\" = {{ file = \"{}\" }}\n",
+            path.display()
+        );
+        let file: File = from_toml_str(&text, "test").expect("valid");
+        assert_eq!(file.kafka.common.get("sasl.password").map(String::as_str), Some("from-the-env"));
+        assert_eq!(file.kafka.producer.get("ssl.key.password").map(String::as_str), Some("from-a-file"));
+        let shown = format!("{file:?}");
+        assert!(!shown.contains("from-the-env") && !shown.contains("from-a-file"), "{shown}");
+        assert!(shown.contains("alice") && shown.contains("<redacted>"), "{shown}");
+
+        let err = from_toml_str::<File>("[kafka]\n\"sasl.password\" = { env = \"TIDEWATCH_NO_SUCH_VARIABLE\" }\n", "test").expect_err("unset");
+        let text = err.to_string();
+        assert!(text.contains("kafka.sasl.password") && text.contains("TIDEWATCH_NO_SUCH_VARIABLE"), "{text}");
     }
 
     #[test]

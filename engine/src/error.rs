@@ -56,6 +56,21 @@ pub enum EngineError {
         /// How to fix it, if known (starts with a separator).
         hint: String,
     },
+    /// The brokers refused the client's login, or TLS with them failed: the settings
+    /// `fix` names are wrong, and retrying cannot help.
+    #[error("Kafka at {brokers}: {failure} ({security}): {reason}; check {fix}")]
+    KafkaSecurity {
+        /// The bootstrap servers that were tried.
+        brokers: String,
+        /// What failed, e.g. "the brokers refused the login".
+        failure: String,
+        /// The client's protocol, SASL mechanism and user (never a secret).
+        security: String,
+        /// librdkafka's reason, naming the broker.
+        reason: String,
+        /// The config keys to fix.
+        fix: String,
+    },
     /// A topic the job needs does not exist.
     #[error("topic `{topic}` does not exist on {brokers} (create it, e.g. `scripts/kafka.sh create-topic {topic} 2`)")]
     MissingTopic {
@@ -93,7 +108,9 @@ impl EngineError {
     /// Who is at fault, and so whether a retry can help.
     pub fn fault(&self) -> Fault {
         match self {
-            EngineError::Config { .. } | EngineError::ConfigFile { .. } | EngineError::MissingTopic { .. } => Fault::User,
+            EngineError::Config { .. } | EngineError::ConfigFile { .. } | EngineError::MissingTopic { .. } | EngineError::KafkaSecurity { .. } => {
+                Fault::User
+            }
             EngineError::Kafka { .. } | EngineError::Delivery { .. } | EngineError::PeerLost { .. } => Fault::External,
             EngineError::Runtime(_) => Fault::Internal,
         }

@@ -17,9 +17,11 @@ pub mod opensearch;
 pub mod peers;
 pub mod record;
 pub mod runtime;
+pub mod secret;
 
 pub use config::{Guarantee, CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, JobConfig, KafkaConfig, StartFrom};
 pub use control::{JobControl, JobMetrics};
 pub use error::{EngineError, Fault, Result};
 pub use record::{Bytes, Record, RecordStream};
+pub use secret::Secret;
 pub use runtime::{run_job, Cluster, NoObservers, Observe, ObserveInputs, RunSummary, Waits, WorkerContext};

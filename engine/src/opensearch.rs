@@ -9,6 +9,7 @@
 //! passthrough never waits for any of this.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use opensearch::auth::Credentials;
-use opensearch::cert::CertificateValidation;
+use opensearch::cert::{Certificate, CertificateValidation};
 use opensearch::http::request::JsonBody;
 use opensearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use opensearch::indices::IndicesPutIndexTemplateParts;
@@ -25,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{EngineError, Result};
+use crate::secret::Secret;
 
 /// The `[opensearch]` table of the config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -34,8 +36,12 @@ pub struct OpenSearchConfig {
     pub url: String,
     /// Basic-auth user (with `password`).
     pub username: Option<String>,
-    /// Basic-auth password.
-    pub password: Option<String>,
+    /// Basic-auth password: a string, `{ env = "VARIABLE" }` or `{ file = "PATH" }`
+    /// ([`crate::secret`]); `Debug` shows it redacted.
+    pub password: Option<Secret>,
+    /// PEM file of the CA that signed the server's certificate (an `https://` URL whose
+    /// certificate the system's CAs do not vouch for); the host name is checked too.
+    pub ca_file: Option<PathBuf>,
     /// Accept any TLS certificate (self-signed development clusters).
     pub insecure_tls: bool,
     /// Index of the stats documents (empty: the job's default).
@@ -56,6 +62,7 @@ impl Default for OpenSearchConfig {
             url: String::new(),
             username: None,
             password: None,
+            ca_file: None,
             insecure_tls: false,
             stats_index: String::new(),
             alerts_index: String::new(),
@@ -122,17 +129,8 @@ impl OpenSearchSink {
         if config.buffer == 0 || config.batch == 0 {
             return Err(bad("buffer", "buffer and batch must be at least 1".to_owned()));
         }
-        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(Duration::from_secs(10));
-        match (&config.username, &config.password) {
-            (Some(user), Some(password)) => builder = builder.auth(Credentials::Basic(user.clone(), password.clone())),
-            (None, None) => {}
-            _ => return Err(bad("username", "username and password go together".to_owned())),
-        }
-        if config.insecure_tls {
-            builder = builder.cert_validation(CertificateValidation::None);
-        }
-        let transport = builder.build().map_err(|e| bad("url", e.to_string()))?;
-        let client = OpenSearch::new(transport);
+        let client = client(config, url)?;
+        check_access(&client, config)?;
         let counters = Arc::new(OpenSearchCounters::default());
         // The channel only hands documents to the sink thread; the bound that matters is the thread's buffer.
         let (sender, receiver) = bounded(config.buffer.max(1024));
@@ -187,6 +185,98 @@ impl Drop for OpenSearchSink {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The client of `config`: its login and how it checks the server's certificate.
+fn client(config: &OpenSearchConfig, url: opensearch::http::Url) -> Result<OpenSearch> {
+    let bad = |key: &str, message: String| EngineError::Config { key: format!("opensearch.{key}"), message };
+    let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(Duration::from_secs(10));
+    match (&config.username, &config.password) {
+        (Some(user), Some(password)) => builder = builder.auth(Credentials::Basic(user.clone(), password.expose().to_owned())),
+        (None, None) => {}
+        _ => return Err(bad("username", "username and password go together".to_owned())),
+    }
+    match (&config.ca_file, config.insecure_tls) {
+        (Some(_), true) => return Err(bad("insecure_tls", "cannot go with opensearch.ca_file (which checks the certificate)".to_owned())),
+        (Some(path), false) => {
+            let pem = std::fs::read(path).map_err(|e| bad("ca_file", format!("cannot read {}: {e}", path.display())))?;
+            let ca = Certificate::from_pem(&pem).map_err(|e| bad("ca_file", format!("expected a PEM certificate in {}: {e}", path.display())))?;
+            builder = builder.cert_validation(CertificateValidation::Full(ca));
+        }
+        (None, true) => builder = builder.cert_validation(CertificateValidation::None),
+        (None, false) => {}
+    }
+    let transport = builder.build().map_err(|e| bad("url", e.to_string()))?;
+    Ok(OpenSearch::new(transport))
+}
+
+/// How long [`check_access`] waits for OpenSearch.
+const CHECK_WITHIN: Duration = Duration::from_secs(5);
+
+/// One request before the sink starts, so that a refused login or an untrusted
+/// certificate fails the job at once, naming the key to fix. OpenSearch being away (or
+/// slow) is no error here: the sink keeps its documents until it is back.
+fn check_access(client: &OpenSearch, config: &OpenSearchConfig) -> Result<()> {
+    // On a thread of its own: the caller may be inside a runtime, where none can block.
+    let reply = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                Ok::<_, std::io::Error>(runtime.block_on(async { tokio::time::timeout(CHECK_WITHIN, client.ping().send()).await }))
+            })
+            .join()
+    });
+    let reply = match reply {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(e)) => return Err(EngineError::Runtime(format!("starting a runtime to reach OpenSearch: {e}"))),
+        Err(_) => return Err(EngineError::Runtime("the OpenSearch access check panicked".to_owned())),
+    };
+    let url = &config.url;
+    match reply {
+        Ok(Ok(response)) if response.status_code().as_u16() == 401 => Err(match &config.username {
+            Some(user) => EngineError::Config {
+                key: "opensearch.password".to_owned(),
+                message: format!("OpenSearch at {url} refused the login of user `{user}` (HTTP 401): check opensearch.username and opensearch.password"),
+            },
+            None => EngineError::Config {
+                key: "opensearch.username".to_owned(),
+                message: format!("OpenSearch at {url} asks for a login (HTTP 401): set opensearch.username and opensearch.password"),
+            },
+        }),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => {
+            let chain = error_chain(&error);
+            if chain.contains("certificate") || chain.contains("Certificate") {
+                return Err(EngineError::Config {
+                    key: "opensearch.ca_file".to_owned(),
+                    message: format!(
+                        "TLS with OpenSearch at {url} failed: {chain}; set opensearch.ca_file to the PEM file of the CA that signed its certificate"
+                    ),
+                });
+            }
+            tracing::warn!(%url, error = %chain, "OpenSearch does not answer yet; its documents wait in the sink's buffer");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!(%url, within = ?CHECK_WITHIN, "OpenSearch did not answer; its documents wait in the sink's buffer");
+            Ok(())
+        }
+    }
+}
+
+/// An error and its sources, joined by `: ` (the reason of a TLS failure is a few levels down).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let part = inner.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = inner.source();
+    }
+    text
 }
 
 /// The sink thread's state.

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod exposition;
 pub mod process;
+pub mod secured;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -18,10 +18,16 @@ pub struct RunningJob {
 impl RunningJob {
     /// Starts `tidewatch run ARGS`, its stderr going to `dir/tidewatch.log`.
     pub fn start(dir: &Path, args: &[&str]) -> anyhow::Result<RunningJob> {
+        RunningJob::start_with_env(dir, args, &[])
+    }
+
+    /// [`RunningJob::start`] with the variables `env` set for the job.
+    pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<RunningJob> {
         let log = dir.join("tidewatch.log");
         let child = Command::new(crate::tidewatch_bin()?)
             .arg("run")
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)

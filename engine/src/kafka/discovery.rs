@@ -75,7 +75,7 @@ impl Discovery {
         let brokers = kafka.brokers().to_owned();
         let consumer = kafka
             .consumer_config(&job.group_id)?
-            .create_with_context(QuietEofContext::default())
+            .create_with_context(QuietEofContext::default().securing(kafka))
             .map_err(|e| EngineError::kafka(&brokers, "creating the partition discovery consumer", e))?;
         Ok(Some(Discovery {
             consumer,

@@ -8,6 +8,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::metadata::Metadata;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{JobConfig, KafkaConfig, StartFrom};
@@ -37,7 +38,7 @@ impl TopicPlan {
         let brokers = kafka.brokers().to_owned();
         let consumer: BaseConsumer<QuietEofContext> = kafka
             .consumer_config(&job.group_id)?
-            .create_with_context(QuietEofContext::default())
+            .create_with_context(QuietEofContext::default().securing(kafka))
             .map_err(|e| EngineError::kafka(&brokers, "creating the planning consumer", e))?;
         let partitions = topic_partitions(&consumer, &job.input_topic, &brokers)?;
         let output_partitions = topic_partitions(&consumer, &job.output_topic, &brokers)?;
@@ -96,11 +97,10 @@ pub(crate) fn start_offsets<C: rdkafka::consumer::ConsumerContext>(
     Ok((start, end))
 }
 
-/// The partition ids of a topic, sorted; a clear error when the topic does not exist.
-pub fn topic_partitions<C: rdkafka::consumer::ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, brokers: &str) -> Result<Vec<i32>> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-        .map_err(|e| EngineError::kafka(brokers, format!("fetching metadata of topic `{topic}`"), e))?;
+/// The partition ids of a topic, sorted; a clear error when the topic does not exist,
+/// and at once when the client's login or TLS handshake failed.
+pub fn topic_partitions(consumer: &BaseConsumer<QuietEofContext>, topic: &str, brokers: &str) -> Result<Vec<i32>> {
+    let metadata = fetch_metadata(consumer, topic, brokers)?;
     let found = metadata.topics().iter().find(|t| t.name() == topic);
     match found {
         Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
@@ -109,6 +109,46 @@ pub fn topic_partitions<C: rdkafka::consumer::ConsumerContext>(consumer: &BaseCo
             Ok(ids)
         }
         _ => Err(EngineError::MissingTopic { topic: topic.to_owned(), brokers: brokers.to_owned() }),
+    }
+}
+
+/// How long the first metadata attempt of [`fetch_metadata`] waits (each next one twice
+/// as long, up to [`LONGEST_SHORT_ATTEMPT`]).
+const FIRST_METADATA_ATTEMPT: Duration = Duration::from_millis(250);
+/// The longest of the short attempts.
+const LONGEST_SHORT_ATTEMPT: Duration = Duration::from_secs(1);
+/// How long [`fetch_metadata`] makes short attempts before one for the rest of
+/// [`REQUEST_TIMEOUT`] (so a slow broker still gets a long one).
+const SHORT_ATTEMPTS_FOR: Duration = Duration::from_secs(5);
+
+/// The metadata of `topic`, asked for up to [`REQUEST_TIMEOUT`]: for the first seconds in
+/// short attempts, then in one for the rest. librdkafka retries a refused login or a
+/// failed TLS handshake on its own, so a request would only time out: between attempts
+/// the client's error events are served, and a failure its context recorded ends the
+/// wait at once with that failure (within a second of the report).
+fn fetch_metadata(consumer: &BaseConsumer<QuietEofContext>, topic: &str, brokers: &str) -> Result<Metadata> {
+    let started = Instant::now();
+    let mut attempt = FIRST_METADATA_ATTEMPT;
+    loop {
+        let left = REQUEST_TIMEOUT.saturating_sub(started.elapsed());
+        let wait = if started.elapsed() < SHORT_ATTEMPTS_FOR { attempt.min(left) } else { left }.max(Duration::from_millis(1));
+        attempt = (attempt * 2).min(LONGEST_SHORT_ATTEMPT);
+        let error = match consumer.fetch_metadata(Some(topic), wait) {
+            Ok(metadata) => return Ok(metadata),
+            Err(error) => error,
+        };
+        // The error events wait in the consumer's queue until it is polled (behind
+        // statistics events, for which poll also answers `None`); the planning and
+        // discovery consumers are assigned nothing, so polling reads no record.
+        for _ in 0..64 {
+            let _ = consumer.poll(Duration::ZERO);
+        }
+        if let Some(failure) = consumer.context().security_failure(brokers) {
+            return Err(failure);
+        }
+        if started.elapsed() >= REQUEST_TIMEOUT {
+            return Err(EngineError::kafka(brokers, format!("fetching metadata of topic `{topic}`"), error));
+        }
     }
 }
 

@@ -233,9 +233,12 @@ pub fn reconcile(plan: &Plan) -> Result<Report, ReconcileError> {
     for p in &partitions {
         out_marks.push(if output_partitions.contains(p) { outputs.watermarks(&job.output_topic, *p)? } else { (0, 0) });
     }
-    let mut reports = Vec::with_capacity(partitions.len());
+    let mut ranges = Vec::with_capacity(partitions.len());
     for (p, output) in partitions.iter().zip(out_marks) {
-        let ranges = Ranges { committed: committed.get(p).copied().flatten(), input: inputs.watermarks(&job.input_topic, *p)?, output };
+        ranges.push(Ranges { committed: committed.get(p).copied().flatten(), input: inputs.watermarks(&job.input_topic, *p)?, output });
+    }
+    let mut reports = Vec::with_capacity(partitions.len());
+    for (p, ranges) in partitions.iter().zip(ranges) {
         reports.push(reconcile_partition(plan, &inputs, &outputs, *p, ranges)?);
     }
     let header = Report {

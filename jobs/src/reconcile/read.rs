@@ -40,6 +40,11 @@ impl Reader {
     pub fn new(kafka: &KafkaConfig) -> Result<Reader, ReconcileError> {
         let brokers = kafka.brokers().to_owned();
         let mut config = kafka.metadata_config()?;
+        // A fetch the broker holds open at a partition's end (librdkafka's 500 ms by
+        // default) would delay the next partition's first fetch by as much; the user's value wins.
+        if !kafka.common.contains_key("fetch.wait.max.ms") && !kafka.consumer.contains_key("fetch.wait.max.ms") {
+            config.set("fetch.wait.max.ms", "10");
+        }
         config
             .set("group.id", READER_GROUP)
             .set("enable.auto.commit", "false")

@@ -262,6 +262,12 @@ fn start(reader: &Reader, topic: &str, partition: i32, (low, high): (i64, i64), 
     Ok(reader.offset_for_time(topic, partition, ms)?.unwrap_or(high).clamp(low, high))
 }
 
+/// A message's fingerprint and timestamp.
+fn message_fingerprint(m: &rdkafka::message::BorrowedMessage<'_>) -> (align::Fingerprint, Option<i64>) {
+    let ts = m.timestamp().to_millis();
+    (fingerprint(m.key(), m.payload(), m.headers().into_iter().flat_map(|h| h.iter().map(|h| (h.key, h.value))), ts), ts)
+}
+
 fn reconcile_partition(plan: &Plan, inputs: &Reader, outputs: &Reader, partition: i32, ranges: Ranges) -> Result<PartitionReport, ReconcileError> {
     let job = &plan.file.job;
     let started = Instant::now();
@@ -271,8 +277,8 @@ fn reconcile_partition(plan: &Plan, inputs: &Reader, outputs: &Reader, partition
     let mut index = InputIndex::with_capacity(usize::try_from(input[1] - input[0]).unwrap_or(0).min(u32::MAX as usize));
     let mut full = false;
     inputs.read(&job.input_topic, partition, input, |m| {
-        let ts = m.timestamp().to_millis();
-        full |= !index.push(m.offset(), fingerprint(m.key(), m.payload(), m.headers().into_iter().flat_map(|h| h.iter().map(|h| (h.key, h.value))), ts), ts);
+        let (fp, ts) = message_fingerprint(m);
+        full |= !index.push(m.offset(), fp, ts);
     })?;
     if full {
         return Err(ReconcileError::TooLarge { topic: job.input_topic.clone(), partition });
@@ -283,8 +289,7 @@ fn reconcile_partition(plan: &Plan, inputs: &Reader, outputs: &Reader, partition
     let mut tally = Tally::new(plan.scope, floor_ms);
     let mut matcher = Matcher::new(index);
     let output_records = outputs.read(&job.output_topic, partition, output, |m| {
-        let ts = m.timestamp().to_millis();
-        let fp = fingerprint(m.key(), m.payload(), m.headers().into_iter().flat_map(|h| h.iter().map(|h| (h.key, h.value))), ts);
+        let (fp, ts) = message_fingerprint(m);
         matcher.push(OutputRecord { offset: m.offset(), fingerprint: fp, timestamp: ts });
         matcher.drain_unexpected().for_each(|r| tally.unexpected(&r));
     })?;

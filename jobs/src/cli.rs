@@ -1,7 +1,7 @@
 //! The `tidewatch` command line, as a library: `tidewatch`'s own `main` is
 //! `Tidewatch::new().main()`, and a crate of your own registers its observers and gets
 //! the same commands (`run` with its config file, `-X`, `-w -n -p -h` and every output,
-//! `demo`, `generate`):
+//! `demo`, `generate`, `reconcile`):
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -33,6 +33,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{ClusterFlags, JobFlags};
 use crate::demo::{run_demo, DemoArgs};
 use crate::observer::{run_observed_core, Own};
+use crate::reconcile::ReconcileArgs;
 use crate::signals::stop_on_signals;
 use crate::visits::GenerateArgs;
 
@@ -60,6 +61,10 @@ enum Command {
     Demo(DemoArgs),
     /// Produce reference-shaped website visits to a topic.
     Generate(GenerateArgs),
+    /// Read the output topic back and check it against what the job consumed: missing,
+    /// duplicated and unexpected records per partition and window. Exit code 0: clean;
+    /// 1: discrepancies; 2: the check could not run.
+    Reconcile(ReconcileArgs),
 }
 
 /// The `tidewatch` command line with the observers of your own that `run` attaches.
@@ -97,17 +102,19 @@ impl Tidewatch {
             .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
             .with_writer(std::io::stderr)
             .init();
+        // `reconcile` exits as diff does: 1 for differences found, 2 when it could not check.
+        let failure = if matches!(cli.command, Command::Reconcile(_)) { ExitCode::from(2) } else { ExitCode::FAILURE };
         match run(cli, self.own) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(code) => code,
             Err(error) => {
                 eprintln!("tidewatch: error: {error:#}");
-                ExitCode::FAILURE
+                failure
             }
         }
     }
 }
 
-fn run(cli: Cli, own: Own) -> anyhow::Result<()> {
+fn run(cli: Cli, own: Own) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { job, cluster, help: _ } => {
             let file = job.resolve()?;
@@ -120,7 +127,7 @@ fn run(cli: Cli, own: Own) -> anyhow::Result<()> {
                 bytes_in = summary.bytes_in,
                 "job finished"
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
             let control = JobControl::new();
@@ -134,11 +141,15 @@ fn run(cli: Cli, own: Own) -> anyhow::Result<()> {
                 let profiles = args.profiles.clone().unwrap_or_else(|| args.out.join("profiles"));
                 println!("demo: profile reports in {}", profiles.join("index.html").display());
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Generate(args) => {
             crate::visits::run(&args)?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reconcile(args) => {
+            let clean = crate::reconcile::run(&args).context("reconcile failed")?;
+            Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
 }

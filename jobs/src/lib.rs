@@ -10,5 +10,6 @@ pub mod mapping;
 pub mod observer;
 pub mod outputs;
 pub mod profiles;
+pub mod reconcile;
 pub mod signals;
 pub mod visits;

@@ -157,7 +157,7 @@ const RETRY_FOR: Duration = Duration::from_secs(30);
 
 /// Calls `request` until it succeeds, fails with an error that retrying cannot fix, or
 /// [`RETRY_FOR`] has passed; backs off from 100 ms to 1 s between attempts.
-fn retry_transient<T>(mut request: impl FnMut() -> KafkaResult<T>) -> KafkaResult<T> {
+pub fn retry_transient<T>(mut request: impl FnMut() -> KafkaResult<T>) -> KafkaResult<T> {
     let started = Instant::now();
     let mut backoff = Duration::from_millis(100);
     loop {

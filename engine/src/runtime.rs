@@ -298,9 +298,15 @@ pub fn run_job<O: Observe>(
     })
     .map_err(EngineError::Runtime)?;
 
-    // A lost peer makes timely's threads panic, and their join too: the job has failed
-    // with `PeerLost` by then, and the panics say nothing more (`crate::peers`).
-    let results = match &peers {
+    join_all(guards, peers.as_ref(), monitor, &control);
+    summary(&control)
+}
+
+/// Joins the workers, then the watermark monitor. A worker's panic fails the job, unless
+/// a lost peer explains it: timely's threads panic then, and their join too, but the job
+/// has failed with `PeerLost` already and the panics say nothing more (`crate::peers`).
+fn join_all(guards: timely::communication::WorkerGuards<()>, peers: Option<&PeerWatch>, monitor: std::thread::JoinHandle<()>, control: &JobControl) {
+    let results = match peers {
         Some(peers) => peers.join_quietly(|| guards.join()).unwrap_or_default(),
         None => guards.join(),
     };
@@ -308,7 +314,7 @@ pub fn run_job<O: Observe>(
     if monitor.join().is_err() {
         tracing::warn!("watermark monitor panicked");
     }
-    let peer_lost = peers.as_ref().is_some_and(PeerWatch::lost);
+    let peer_lost = peers.is_some_and(PeerWatch::lost);
     for result in results {
         if let Err(panic) = result {
             if !peer_lost {
@@ -316,7 +322,6 @@ pub fn run_job<O: Observe>(
             }
         }
     }
-    summary(&control)
 }
 
 /// The figures of a finished run, or its first failure.

@@ -256,7 +256,8 @@ fn run(bin: &Path, args: &Args, outage: bool) -> anyhow::Result<Run> {
         let done: i64 = committed(&args.brokers, &group, &input, args.partitions)?.values().map(|o| o.unwrap_or(0)).sum();
         let produced: i64 = end_offsets(&args.brokers, &input, args.partitions)?.values().sum();
         let copied: i64 = end_offsets(&args.brokers, &output, args.partitions)?.values().sum();
-        samples.push(Sample { t_s: t, cpu_s: process_cpu_seconds(pid), copied, lag: produced - done });
+        // The time of the reading itself: stopping the node above takes seconds.
+        samples.push(Sample { t_s: started.elapsed().as_secs_f64(), cpu_s: process_cpu_seconds(pid), copied, lag: produced - done });
         if !offered {
             if let Some(status) = generator.0.as_mut().map(Child::try_wait).transpose()?.flatten() {
                 anyhow::ensure!(status.success(), "the generator failed: {status}");

@@ -143,3 +143,16 @@ pub fn tidewatch_beside() -> anyhow::Result<PathBuf> {
     }
     Ok(bin)
 }
+
+/// Kills the child process it holds when dropped (an early error must not leave it running).
+#[derive(Debug)]
+pub struct Killer(pub Option<std::process::Child>);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

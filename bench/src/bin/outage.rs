@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use serde::Serialize;
-use tidewatch_bench::{delete_topics, process_cpu_seconds, tidewatch_beside, write_results, Machine};
+use tidewatch_bench::{delete_topics, process_cpu_seconds, tidewatch_beside, write_results, Killer, Machine};
 use tidewatch_tests::exposition::scrape_parsed;
 use tidewatch_tests::{committed, create_topics, end_offsets, free_ports, http_json, require_broker, unique_topic};
 
@@ -154,18 +154,6 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.run("stop", false);
-    }
-}
-
-/// Kills the child it holds when dropped.
-struct Killer(Option<Child>);
-
-impl Drop for Killer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

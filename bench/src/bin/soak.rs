@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use serde::Serialize;
-use tidewatch_bench::{delete_topics, median, process_cpu_seconds, tidewatch_beside, write_results, Machine};
+use tidewatch_bench::{delete_topics, median, process_cpu_seconds, tidewatch_beside, write_results, Killer, Machine};
 use tidewatch_tests::{committed, create_topics, end_offsets, require_broker, unique_topic};
 
 /// Memory counts as flat when it grows by at most this share after the warm-up.
@@ -203,18 +203,6 @@ max_age = "1h"
 "#,
     )?;
     Ok(path)
-}
-
-/// Kills the child it holds when dropped (an early error must not leave it running).
-struct Killer(Option<Child>);
-
-impl Drop for Killer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 fn main() -> anyhow::Result<()> {

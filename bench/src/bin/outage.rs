@@ -106,6 +106,23 @@ struct Report {
     cpu_ratio: f64,
 }
 
+/// `scripts/opensearch.sh ACTION` for the node that `env` names (its ports and state dir).
+fn opensearch_script(env: &[(String, String)], action: &str, keep_data: bool) -> anyhow::Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/opensearch.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(action)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("TIDEWATCH_OPENSEARCH_KEEP_DATA", if keep_data { "1" } else { "0" })
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!("opensearch.sh {action} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
 /// An OpenSearch node of the benchmark's own (`scripts/opensearch.sh`), stopped on drop.
 struct Node {
     env: Vec<(String, String)>,
@@ -128,19 +145,7 @@ impl Node {
     }
 
     fn run(&self, action: &str, keep_data: bool) -> anyhow::Result<()> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/opensearch.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(action)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("TIDEWATCH_OPENSEARCH_KEEP_DATA", if keep_data { "1" } else { "0" })
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running {}", script.display()))?;
-        if !out.status.success() {
-            bail!("opensearch.sh {action} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
+        opensearch_script(&self.env, action, keep_data)
     }
 
     /// Documents in `index` (0 when it does not exist).
@@ -231,12 +236,8 @@ fn run(bin: &Path, args: &Args, outage: bool) -> anyhow::Result<Run> {
         }
         if outage && node_down && restart.is_none() && t >= up_at {
             // The start waits for the node to be ready (~15 s): sampling goes on meanwhile.
-            let (env, script) = (node.env.clone(), Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/opensearch.sh"));
-            restart = Some(std::thread::spawn(move || {
-                let status = Command::new("bash").arg(script).arg("start").envs(env).env("TIDEWATCH_OPENSEARCH_KEEP_DATA", "1").stdout(Stdio::null()).status()?;
-                anyhow::ensure!(status.success(), "restarting OpenSearch failed");
-                Ok(())
-            }));
+            let env = node.env.clone();
+            restart = Some(std::thread::spawn(move || opensearch_script(&env, "start", true)));
         }
         if let Some(status) = job.0.as_mut().map(Child::try_wait).transpose()?.flatten() {
             bail!("the job exited early with {status}: {}", std::fs::read_to_string(dir.path().join("job.log")).unwrap_or_default());

@@ -78,8 +78,8 @@ pub(crate) fn start_offsets<C: rdkafka::consumer::ConsumerContext>(
     let mut start = BTreeMap::new();
     let mut end = BTreeMap::new();
     for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, *p, REQUEST_TIMEOUT)
+        // A topic created a moment ago may not have its leader yet (NotLeaderForPartition).
+        let (low, high) = retry_transient(|| consumer.fetch_watermarks(topic, *p, REQUEST_TIMEOUT))
             .map_err(|e| EngineError::kafka(brokers, format!("fetching watermarks of {topic}[{p}]"), e))?;
         let committed = committed.find_partition(topic, *p).and_then(|e| match e.offset() {
             Offset::Offset(o) if o >= 0 => Some(o),
